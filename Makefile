@@ -1,0 +1,48 @@
+# ibpilot: the two entry points are `make demo` and `make test`.
+# Both create the virtual environment from the lock file on first use.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+
+# uv must never fetch an interpreter of its own: use the machine's Python.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := $(PYTHON)
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: demo test setup lint typecheck unit sim clean
+
+demo: setup ## the main job: simulator + scripted session
+	$(BIN)/ibpilot demo
+
+test: setup lint typecheck unit ## everything CI runs
+
+setup: $(VENV)/.synced
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked
+	touch $@
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest
+
+sim: setup ## run the simulated gateway on 127.0.0.1:4102
+	$(BIN)/ibpilot sim
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,186 @@
+"""The ``ibpilot`` command.
+
+Sub-commands so far: ``sim`` (run the simulated gateway in the foreground) and
+``demo`` (start a simulator and run a short scripted session against it).
+User mistakes end with a one-line error naming what was wrong and a non-zero
+exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from ibpilot import __version__
+from ibpilot.sim.protocol import MAX_SERVER_VERSION, MIN_CLIENT_VERSION
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_RUNTIME = 1
+
+
+class UserError(Exception):
+    """A mistake the user must fix; printed as one line, exit code 2."""
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}")
+    return value
+
+
+def _start_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "expected an ISO date-time with a UTC offset, e.g. 2026-03-02T09:25:00-05:00, "
+            f"got {text!r}"
+        ) from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"the start time {text!r} has no UTC offset; add one, e.g. -05:00 or Z"
+        )
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    parser = argparse.ArgumentParser(prog="ibpilot", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"ibpilot {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sim = sub.add_parser("sim", help="run the simulated IB Gateway in the foreground")
+    _add_sim_options(sim)
+
+    demo = sub.add_parser("demo", help="start a simulator and run a scripted session against it")
+    demo.add_argument("--seed", type=int, default=1, help="price model seed (default 1)")
+    return parser
+
+
+def _add_sim_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=4102, help="port to listen on (default 4102)")
+    p.add_argument("--seed", type=int, default=1, help="price model seed (default 1)")
+    p.add_argument(
+        "--speed", type=_positive_float, default=1.0, help="simulated seconds per real second"
+    )
+    p.add_argument(
+        "--start",
+        type=_start_time,
+        default=None,
+        help="simulated start time, ISO with offset (default: now)",
+    )
+    p.add_argument("--account", default="DU0000001", help="account id (default DU0000001)")
+    p.add_argument(
+        "--market-data-lines",
+        type=_non_negative_int,
+        default=100,
+        help="market-data lines before error 101 (default 100)",
+    )
+    p.add_argument(
+        "--refdata",
+        type=Path,
+        action="append",
+        default=[],
+        help="extra instruments file (JSON, same shape as the shipped one); repeatable",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "sim":
+            return asyncio.run(_run_sim(args))
+        if args.command == "demo":
+            from ibpilot.demo import run_demo  # noqa: PLC0415 (imports ib_async)
+
+            return asyncio.run(run_demo(seed=args.seed))
+    except UserError as exc:
+        print(f"ibpilot: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
+    parser.error(f"unknown command {args.command!r}")
+    return EXIT_USAGE  # pragma: no cover (parser.error exits)
+
+
+async def _run_sim(args: argparse.Namespace) -> int:
+    from ibpilot.sim import SimGateway  # noqa: PLC0415 (keep `ibpilot --help` fast)
+
+    logging.getLogger("ibpilot.sim").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        gateway = SimGateway(
+            args.host,
+            args.port,
+            seed=args.seed,
+            speed=args.speed,
+            start=args.start,
+            account=args.account,
+            market_data_lines=args.market_data_lines,
+            refdata_files=tuple(args.refdata),
+        )
+    except (OSError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    try:
+        await gateway.start()
+    except OSError as exc:
+        raise UserError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+        ) from None
+    print(
+        f"ibpilot sim: listening on {args.host}:{gateway.port} "
+        f"(TWS API server versions {MIN_CLIENT_VERSION}..{MAX_SERVER_VERSION}; "
+        f"account {args.account}; seed {args.seed}; speed {args.speed:g}x; "
+        f"simulated time {gateway.clock.now_dt():%Y-%m-%d %H:%M:%S} UTC)",
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await gateway.stop()
+        print("ibpilot sim: stopped", flush=True)
+    return EXIT_OK

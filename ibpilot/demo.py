@@ -21,7 +21,9 @@ DEMO_SPEED = 60.0  # one simulated minute per real second
 
 
 def _fmt(x: float | None) -> str:
-    return "-" if x is None or math.isnan(x) else f"{x:,.2f}"
+    if x is None or math.isnan(x):
+        return "-"
+    return f"{x:,.5f}" if abs(x) < 10 else f"{x:,.2f}"
 
 
 def _say(text: str) -> None:

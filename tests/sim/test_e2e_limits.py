@@ -73,7 +73,7 @@ async def _history(ib: IB, contract: Contract, duration: str) -> list[object]:
             "MIDPOINT",
             True,
             timeout=5,
-        )  # fmt: skip
+        )
     )
 
 

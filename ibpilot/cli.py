@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -24,6 +25,11 @@ from ibpilot.sim.protocol import MAX_SERVER_VERSION, MIN_CLIENT_VERSION
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_RUNTIME = 1
+
+SIM_CTL_COMMANDS = (
+    "status", "drop", "restart", "lost", "restored", "farm", "read-only", "reject-next",
+    "delay", "half-open", "hold-client-id", "release-client-id", "schedule-restart",
+)  # fmt: skip
 
 
 class UserError(Exception):
@@ -85,6 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("sim", help="run the simulated IB Gateway in the foreground")
     _add_sim_options(sim)
 
+    ctl = sub.add_parser(
+        "sim-ctl",
+        help="inject a fault into a running `ibpilot sim` (through its loopback admin port)",
+        description="Commands: " + ", ".join(SIM_CTL_COMMANDS) + ". Arguments are key=value, "
+        "e.g. `ibpilot sim-ctl restart down=10 rollback_ids=3`.",
+    )
+    ctl.add_argument("--host", default="127.0.0.1", help="admin address (default 127.0.0.1)")
+    ctl.add_argument("--port", type=_port, default=4103, help="admin port (default 4103)")
+    ctl.add_argument("name", metavar="COMMAND", choices=SIM_CTL_COMMANDS, help="the fault")
+    ctl.add_argument("args", nargs="*", metavar="KEY=VALUE", help="the fault's arguments")
+
     demo = sub.add_parser("demo", help="start a simulator and run a scripted session against it")
     demo.add_argument("--seed", type=int, default=1, help="price model seed (default 1)")
     return parser
@@ -111,6 +128,12 @@ def _add_sim_options(p: argparse.ArgumentParser) -> None:
         help="market-data lines before error 101 (default 100)",
     )
     p.add_argument(
+        "--admin-port",
+        type=_port,
+        default=None,
+        help="loopback port of the fault-injection endpoint for sim-ctl (default: port + 1)",
+    )
+    p.add_argument(
         "--refdata",
         type=Path,
         action="append",
@@ -130,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "sim":
             return asyncio.run(_run_sim(args))
+        if args.command == "sim-ctl":
+            return asyncio.run(_sim_ctl(args))
         if args.command == "demo":
             from ibpilot.demo import run_demo  # noqa: PLC0415 (imports ib_async)
 
@@ -157,6 +182,7 @@ async def _run_sim(args: argparse.Namespace) -> int:
             account=args.account,
             market_data_lines=args.market_data_lines,
             refdata_files=tuple(args.refdata),
+            admin_port=_admin_port(args),
         )
     except (OSError, ValueError) as exc:
         raise UserError(str(exc)) from None
@@ -170,7 +196,8 @@ async def _run_sim(args: argparse.Namespace) -> int:
         f"ibpilot sim: listening on {args.host}:{gateway.port} "
         f"(TWS API server versions {MIN_CLIENT_VERSION}..{MAX_SERVER_VERSION}; "
         f"account {args.account}; seed {args.seed}; speed {args.speed:g}x; "
-        f"simulated time {gateway.clock.now_dt():%Y-%m-%d %H:%M:%S} UTC)",
+        f"simulated time {gateway.clock.now_dt():%Y-%m-%d %H:%M:%S} UTC; "
+        f"sim-ctl on 127.0.0.1:{gateway.admin_port})",
         flush=True,
     )
     stop = asyncio.Event()
@@ -183,4 +210,55 @@ async def _run_sim(args: argparse.Namespace) -> int:
     finally:
         await gateway.stop()
         print("ibpilot sim: stopped", flush=True)
+    return EXIT_OK
+
+
+def _admin_port(args: argparse.Namespace) -> int:
+    if args.admin_port is not None:
+        return int(args.admin_port)
+    return 0 if args.port == 0 else int(args.port) + 1
+
+
+def _parse_value(text: str) -> object:
+    lowered = text.lower()
+    if lowered in ("true", "yes", "on"):
+        return True
+    if lowered in ("false", "no", "off"):
+        return False
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+async def _sim_ctl(args: argparse.Namespace) -> int:
+    payload: dict[str, object] = {}
+    for item in args.args:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"argument {item!r} is not KEY=VALUE (e.g. down=10)")
+        payload[key] = _parse_value(value)
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(args.host, args.port), timeout=5
+        )
+    except (OSError, TimeoutError):
+        raise UserError(
+            f"no simulator admin endpoint on {args.host}:{args.port} (is `ibpilot sim` running? "
+            "its admin port is its own port + 1 unless --admin-port says otherwise)"
+        ) from None
+    try:
+        writer.write(json.dumps({"cmd": args.name, "args": payload}).encode() + b"\n")
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), timeout=30)
+    finally:
+        writer.close()
+    reply = json.loads(line or b"{}")
+    if not reply.get("ok"):
+        print(f"ibpilot sim-ctl: {reply.get('error', 'no answer')}", file=sys.stderr)
+        return EXIT_RUNTIME
+    reply.pop("ok")
+    print(json.dumps(reply, indent=2) if reply else "ok")
     return EXIT_OK

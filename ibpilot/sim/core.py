@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -77,12 +78,19 @@ class GatewayCore:
         self.lines = LineBudget(config.market_data_lines)
         self.pacer = HistoricalPacer(max_bar_seconds=config.pacing_max_bar_seconds)
         self.sessions: dict[int, ClientSession] = {}
+        self.held_client_ids: set[int] = set()  # stale sessions (a fault)
+        self.read_only = False  # IB's "Read-Only API" setting
+        self.rejects: deque[str] = deque()  # reasons for the next orders to reject (a fault)
         self.feed: MarketFeed = MarketFeed(self)
+
+    def advance(self, now: float) -> None:
+        """Step everything that runs on the simulated clock up to ``now``."""
+        self.feed.advance(now)
 
     # --- clients -----------------------------------------------------------------
     def register(self, session: ClientSession) -> None:
         """Admit a client; raises ClientIdInUse or TooManyClients."""
-        if session.client_id in self.sessions:
+        if session.client_id in self.sessions or session.client_id in self.held_client_ids:
             raise ClientIdInUse(session.client_id)
         if len(self.sessions) >= self.config.max_clients:
             raise TooManyClients(len(self.sessions))
@@ -94,10 +102,34 @@ class GatewayCore:
             del self.sessions[session.client_id]
         self.feed.drop_client(session)
 
+    def release_all_sessions(self) -> None:
+        """Forget every client at once (the gateway process went away)."""
+        for session in list(self.sessions.values()):
+            session.closed = True
+            self.unregister(session)
+
+    def reject_next(self, count: int, reason: str) -> None:
+        """The next ``count`` orders placed are rejected (error 201) with ``reason``."""
+        self.rejects.clear()
+        self.rejects.extend([reason] * count)
+
+    def hold_client_id(self, client_id: int) -> None:
+        """A stale session keeps ``client_id`` in use until released."""
+        self.held_client_ids.add(client_id)
+
+    def release_client_id(self, client_id: int) -> None:
+        """End a stale session."""
+        self.held_client_ids.discard(client_id)
+
     # --- order ids ----------------------------------------------------------------
     def next_order_id(self, account: str | None = None) -> int:
         """The next valid order id of an account; never goes backwards."""
         return self._next_order_id[account or self.accounts[0]]
+
+    def roll_back_order_ids(self, count: int, account: str | None = None) -> None:
+        """Move nextValidId back by ``count`` (IB has been seen to after a restart)."""
+        key = account or self.accounts[0]
+        self._next_order_id[key] = max(1, self._next_order_id[key] - count)
 
     def reserve_order_ids(self, used: int, account: str | None = None) -> None:
         """Note that ``used`` was taken: the next valid id moves past it."""

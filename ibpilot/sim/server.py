@@ -17,14 +17,17 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
 from ibpilot.sim import outbound as out
+from ibpilot.sim.admin import AdminServer
 from ibpilot.sim.clock import SimClock
 from ibpilot.sim.core import ClientIdInUse, GatewayCore, SimConfig, TooManyClients
+from ibpilot.sim.faults import Faults
 from ibpilot.sim.limits import MessageRate, RateVerdict
 from ibpilot.sim.market import MarketModel
 from ibpilot.sim.protocol import (
@@ -69,6 +72,7 @@ class SimGateway:
         message_rate: int = 50,
         message_rate_max_violations: int = 3,
         refdata_files: tuple[Path, ...] = (),
+        admin_port: int | None = None,
         wire_tap: WireTap | None = None,
     ) -> None:
         self.config = SimConfig(
@@ -84,29 +88,48 @@ class SimGateway:
         self.refdata = RefData.load(refdata_files)
         self.market = MarketModel(self.refdata, seed)
         self.core = GatewayCore(self.config, self.clock, self.refdata, self.market)
+        self.faults = Faults(self)
         self.wire_tap = wire_tap
+        self.admin_port_requested = admin_port
+        self._admin: AdminServer | None = None
         self._server: asyncio.Server | None = None
+        self._bound_port: int | None = None
         self._feed_task: asyncio.Task[None] | None = None
         self._connections: set[_Connection] = set()
 
     @property
     def port(self) -> int:
-        """The port actually bound (useful with ``port=0``)."""
-        if self._server is None or not self._server.sockets:
-            raise RuntimeError("the gateway is not listening")
-        return int(self._server.sockets[0].getsockname()[1])
+        """The port bound at start (useful with ``port=0``); kept across restarts."""
+        if self._bound_port is None:
+            raise RuntimeError("the gateway has not started")
+        return self._bound_port
 
     @property
     def host(self) -> str:
         """The address listened on."""
         return self.config.host
 
+    @property
+    def listening(self) -> bool:
+        """Whether connections are accepted right now (false during a restart)."""
+        return self._server is not None
+
+    @property
+    def connection_count(self) -> int:
+        """Open client sockets."""
+        return len(self._connections)
+
+    @property
+    def admin_port(self) -> int | None:
+        """The admin endpoint's port, when one was asked for."""
+        return self._admin.port if self._admin is not None else None
+
     async def start(self) -> None:
-        """Start listening and stepping the market feed."""
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _Connection(self), self.config.host, self.config.port, reuse_address=True
-        )
+        """Start listening, the admin endpoint if asked, and stepping the market feed."""
+        await self.start_listening()
+        if self.admin_port_requested is not None:
+            self._admin = AdminServer(self.faults, self.config.host, self.admin_port_requested)
+            await self._admin.start()
         self._feed_task = asyncio.create_task(self._run_feed(), name="ibpilot-sim-feed")
         log.info(
             "ibpilot sim listening on %s:%d (server versions %d..%d, account %s)",
@@ -117,6 +140,23 @@ class SimGateway:
             self.config.account,
         )
 
+    async def start_listening(self) -> None:
+        """Accept connections (again, on the same port after a restart)."""
+        if self._server is not None:
+            return
+        loop = asyncio.get_running_loop()
+        port = self._bound_port if self._bound_port is not None else self.config.port
+        self._server = await loop.create_server(
+            lambda: _Connection(self), self.config.host, port, reuse_address=True
+        )
+        self._bound_port = int(self._server.sockets[0].getsockname()[1])
+
+    async def stop_listening(self) -> None:
+        """Refuse new connections (existing sockets are not touched)."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+
     async def stop(self) -> None:
         """Close every client and stop listening."""
         if self._feed_task is not None:
@@ -124,11 +164,11 @@ class SimGateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._feed_task
             self._feed_task = None
+        if self._admin is not None:
+            await self._admin.stop()
+            self._admin = None
+        await self.stop_listening()
         self.drop_all_clients()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
 
     async def __aenter__(self) -> SimGateway:
         await self.start()
@@ -142,24 +182,20 @@ class SimGateway:
     ) -> None:
         await self.stop()
 
-    async def serve_forever(self) -> None:
-        """Run until cancelled."""
-        if self._server is None:
-            await self.start()
-        assert self._server is not None
-        await self._server.serve_forever()
-
     def drop_all_clients(self) -> None:
         """Close every client socket at once (as a gateway crash does)."""
         for conn in list(self._connections):
-            conn.close()
+            conn.abort()
 
     async def _run_feed(self) -> None:
         while True:
             await asyncio.sleep(FEED_INTERVAL)
+            now = self.clock.now()
             try:
-                self.core.feed.advance(self.clock.now())
-            except Exception:  # a bug in the feed must not stop the gateway
+                self.faults.due(now)
+                if self.listening:
+                    self.core.advance(now)
+            except Exception:  # a bug in one step must not stop the gateway
                 log.exception("market feed step failed")
 
     def _tap(self, server_version: int, data: bytes) -> None:
@@ -177,6 +213,9 @@ class _Connection(asyncio.Protocol):
         self.server_version = 0
         self.session: ClientSession | None = None
         self.peer = "?"
+        self.wedged = False  # half-open fault: accepted, never answered
+        self._delayed: deque[tuple[float, bytes]] = deque()
+        self._flush: asyncio.TimerHandle | None = None
         cfg = gateway.config
         self.rate = MessageRate(
             cfg.message_rate, cfg.message_rate_warn_at, cfg.message_rate_max_violations
@@ -189,15 +228,22 @@ class _Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.gateway._connections.add(self)
+        if self.gateway.faults.half_open_on:
+            self.wedged = True
+            log.warning("fault: half-open, %s accepted and left unanswered", self.peer)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.gateway._connections.discard(self)
+        if self._flush is not None:
+            self._flush.cancel()
         if self.session is not None:
             self.session.closed = True
             self.gateway.core.unregister(self.session)
             log.info("client %d disconnected (%s)", self.session.client_id, self.peer)
 
     def data_received(self, data: bytes) -> None:
+        if self.wedged:
+            return
         self.framer.receive_data(data)
         try:
             for event in self.framer.events():
@@ -218,11 +264,34 @@ class _Connection(asyncio.Protocol):
             return
         data = encode_message(fields)
         self.gateway._tap(self.server_version, data)
-        transport.write(data)
+        delay = self.gateway.faults.delay_ms / 1000
+        if delay <= 0 and not self._delayed:
+            transport.write(data)
+            return
+        loop = asyncio.get_running_loop()
+        self._delayed.append((loop.time() + delay, data))
+        if self._flush is None:
+            self._flush = loop.call_at(self._delayed[0][0], self._flush_delayed)
+
+    def _flush_delayed(self) -> None:
+        """Write the delayed messages that are due, in order; re-arm for the rest."""
+        self._flush = None
+        loop = asyncio.get_running_loop()
+        while self._delayed and self._delayed[0][0] <= loop.time():
+            _, data = self._delayed.popleft()
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(data)
+        if self._delayed:
+            self._flush = loop.call_at(self._delayed[0][0], self._flush_delayed)
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the socket at once, unsent data included (a crash, not a goodbye)."""
+        if self.transport is not None:
+            self.transport.abort()
 
     # --- protocol steps -----------------------------------------------------------
     def _on_handshake(self, hs: Handshake) -> None:

@@ -108,7 +108,8 @@ async def test_live_ticks_and_bars_through_the_close_and_reopen_equal_history(
     streamed = [b for b in bars if b.time.timestamp() < AFTER_REOPEN.timestamp()]
     assert len(streamed) >= 5
     for live in streamed:
-        hist = by_time[int(live.time.timestamp())]
+        hist = by_time.get(int(live.time.timestamp()))
+        assert hist is not None, (live, sorted(by_time)[:3], sorted(by_time)[-3:], subscribed_at)
         assert (live.open_, live.high, live.low, live.close) == (
             hist.open, hist.high, hist.low, hist.close,
         )  # fmt: skip

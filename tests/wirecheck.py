@@ -16,6 +16,7 @@ import inspect
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 from ib_async.decoder import Decoder as AsyncDecoder
@@ -29,6 +30,8 @@ from ibpilot.sim.protocol import FrameReader, decode_payload
 
 class _Recorder:
     """Stands in for ib_async's Wrapper: records every call."""
+
+    defaultTimezone = UTC  # ib_async's execDetails reads it from the wrapper
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple[Any, ...]]] = []

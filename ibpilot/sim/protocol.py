@@ -35,7 +35,7 @@ UNSET_INTEGER = 2**31 - 1
 UNSET_LONG = 2**63 - 1
 UNSET_DOUBLE = 1.7976931348623157e308
 UNSET_DOUBLE_WIRE = "1.7976931348623157E308"  # how TWS (Java) writes Double.MAX_VALUE
-INFINITY_WIRE = "Infinite"
+INFINITY_WIRE = "Infinity"  # what ibapi reads back; ib_async's float() too
 
 _HEADER = struct.Struct(">I")
 _VERSION_RE = re.compile(r"^v(\d+)(?:\.\.(\d+))?(?: (.*))?$", re.DOTALL)

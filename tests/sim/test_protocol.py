@@ -128,7 +128,7 @@ def test_unset_values_encode_as_tws_sends_them() -> None:
     assert encode_field(Unset.DOUBLE) == "1.7976931348623157E308"
     assert encode_field(Unset.LONG) == "9223372036854775807"
     assert encode_field(UNSET_DOUBLE) == "1.7976931348623157E308"
-    assert encode_field(math.inf) == "Infinite"
+    assert encode_field(math.inf) == "Infinity"
     assert encode_field(Decimal("100.000")) == "100"
     assert encode_field(Decimal("0.5")) == "0.5"
 

@@ -62,10 +62,18 @@ class IbapiClient:
         self._thread.start()
 
     async def disconnect(self) -> None:
+        """Close the socket first, so that ``run`` drains what already arrived and stops.
+
+        ``EClient.disconnect`` resets the server version to None at once; a reader thread
+        still holding queued messages (a stream in flight) then dies on ``None >= int``.
+        With only the socket closed, ``run`` finishes the queue and disconnects itself.
+        """
+        conn = self.client.conn
+        if self._thread is not None and conn is not None:
+            await asyncio.to_thread(conn.disconnect)
+            await asyncio.to_thread(self._thread.join, 5)
         if self.client.isConnected():
             await asyncio.to_thread(self.client.disconnect)
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, 5)
 
     def calls(self, name: str | None = None) -> list[Call]:
         """Callbacks so far, optionally only those of one method."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ibpilot.sim import outbound as out
+from ibpilot.sim.market import DataUnavailable
 from ibpilot.sim.outbound import TickType
 from ibpilot.sim.protocol import Field
 from ibpilot.sim.refdata import Instrument
@@ -167,10 +168,21 @@ class MarketFeed:
                 "for real-time bars: expected TRADES, MIDPOINT, BID or ASK",
             )
             return
+        now = int(core.clock.now())
+        try:  # the model's rule (TRADES on CASH, quotes on IND), before a line is taken
+            core.market.bars(inst, now, now, RT_BAR_SECONDS, what, req.use_rth)
+        except DataUnavailable:
+            session.error(
+                req.req_id,
+                162,
+                f"Historical Market Data Service error message:No data of type {what} is "
+                f"available for the exchange '{inst.exchange}' and the security type "
+                f"'{inst.sec_type}'",
+            )
+            return
         if not core.lines.acquire(key):
             session.error(req.req_id, 101, "Max number of tickers has been reached")
             return
-        now = int(core.clock.now())
         start = now - now % RT_BAR_SECONDS
         self._subs[key] = _RealTimeBarSub(session, req.req_id, inst, what, req.use_rth, start)
 

@@ -9,6 +9,7 @@ serves history, so live and historical data tell one story.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from ibpilot.sim.history import HistoryResult
     from ibpilot.sim.market import Quote
     from ibpilot.sim.session import ClientSession
+
+log = logging.getLogger("ibpilot.sim")
 
 MAX_STEPS = 120  # simulated seconds replayed one by one per step; beyond, conflate
 MAX_RT_BARS = 720  # real-time bars sent per step at most (one simulated hour)
@@ -224,15 +227,21 @@ class MarketFeed:
         """Send everything that happened up to simulated time ``now``."""
         second = int(now)
         cache: dict[tuple[int, int], Quote] = {}
-        for sub in list(self._subs.values()):
+        for key, sub in list(self._subs.items()):
             if sub.session.closed:
                 continue
-            if isinstance(sub, _MarketDataSub):
-                self._advance_market_data(sub, second, cache)
-            elif isinstance(sub, _RealTimeBarSub):
-                self._advance_real_time_bars(sub, second)
-            else:
-                self._advance_history(sub, now)
+            try:
+                if isinstance(sub, _MarketDataSub):
+                    self._advance_market_data(sub, second, cache)
+                elif isinstance(sub, _RealTimeBarSub):
+                    self._advance_real_time_bars(sub, second)
+                else:
+                    self._advance_history(sub, now)
+            except Exception:  # one broken subscription must not silence the others
+                log.exception("subscription %s failed; ending it", key)
+                self._subs.pop(key, None)
+                self.core.lines.release(key)
+                sub.session.error(sub.req_id, 322, "Error processing request: simulator fault")
 
     def _quote(self, inst: Instrument, second: int, cache: dict[tuple[int, int], Quote]) -> Quote:
         key = (inst.con_id, second)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from ibpilot.sim.clock import SimClock
@@ -23,6 +23,7 @@ from ibpilot.sim.refdata import RefData
 if TYPE_CHECKING:
     from ibpilot.sim.feed import MarketFeed
     from ibpilot.sim.session import ClientSession
+    from ibpilot.sim.trading import TradingDesk
 
 log = logging.getLogger("ibpilot.sim")
 
@@ -44,6 +45,7 @@ class SimConfig:
     max_clients: int = MAX_CLIENTS
     farm_notices: tuple[int, ...] = (2104, 2106, 2158)
     pacing_max_bar_seconds: int = 30
+    starting_cash: Decimal = Decimal(1_000_000)
     extra_refdata: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -67,6 +69,7 @@ class GatewayCore:
         real_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         from ibpilot.sim.feed import MarketFeed  # noqa: PLC0415 (feed imports core)
+        from ibpilot.sim.trading import TradingDesk  # noqa: PLC0415 (it imports feed)
 
         self.config = config
         self.clock = clock
@@ -79,13 +82,22 @@ class GatewayCore:
         self.pacer = HistoricalPacer(max_bar_seconds=config.pacing_max_bar_seconds)
         self.sessions: dict[int, ClientSession] = {}
         self.held_client_ids: set[int] = set()  # stale sessions (a fault)
-        self.read_only = False  # IB's "Read-Only API" setting
-        self.rejects: deque[str] = deque()  # reasons for the next orders to reject (a fault)
         self.feed: MarketFeed = MarketFeed(self)
+        self.desk: TradingDesk = TradingDesk(self, config.starting_cash)
 
     def advance(self, now: float) -> None:
         """Step everything that runs on the simulated clock up to ``now``."""
         self.feed.advance(now)
+        self.desk.advance(now)
+
+    @property
+    def read_only(self) -> bool:
+        """IB's "Read-Only API" setting: orders cannot be placed, modified or cancelled."""
+        return self.desk.engine.read_only
+
+    @read_only.setter
+    def read_only(self, on: bool) -> None:
+        self.desk.engine.read_only = on
 
     # --- clients -----------------------------------------------------------------
     def register(self, session: ClientSession) -> None:
@@ -101,6 +113,7 @@ class GatewayCore:
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
         self.feed.drop_client(session)
+        self.desk.drop_client(session)
 
     def release_all_sessions(self) -> None:
         """Forget every client at once (the gateway process went away)."""
@@ -110,8 +123,7 @@ class GatewayCore:
 
     def reject_next(self, count: int, reason: str) -> None:
         """The next ``count`` orders placed are rejected (error 201) with ``reason``."""
-        self.rejects.clear()
-        self.rejects.extend([reason] * count)
+        self.desk.engine.reject_next(count, reason)
 
     def hold_client_id(self, client_id: int) -> None:
         """A stale session keeps ``client_id`` in use until released."""

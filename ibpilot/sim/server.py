@@ -30,11 +30,13 @@ from ibpilot.sim.core import ClientIdInUse, GatewayCore, SimConfig, TooManyClien
 from ibpilot.sim.faults import Faults
 from ibpilot.sim.limits import MessageRate, RateVerdict
 from ibpilot.sim.market import MarketModel
+from ibpilot.sim.order_wire import OrderParser, OrderRequest, order_parsers
 from ibpilot.sim.protocol import (
     MAX_SERVER_VERSION,
     MIN_CLIENT_VERSION,
     Field,
     FieldError,
+    FieldReader,
     Handshake,
     Message,
     ProtocolError,
@@ -44,7 +46,7 @@ from ibpilot.sim.protocol import (
     negotiate,
 )
 from ibpilot.sim.refdata import RefData
-from ibpilot.sim.requests import StartApi, parse_request
+from ibpilot.sim.requests import Request, StartApi, parse_request, request_name
 from ibpilot.sim.session import ClientSession
 
 log = logging.getLogger("ibpilot.sim")
@@ -214,6 +216,7 @@ class _Connection(asyncio.Protocol):
         self.session: ClientSession | None = None
         self.peer = "?"
         self.wedged = False  # half-open fault: accepted, never answered
+        self.order_parsers: dict[int, OrderParser] = {}
         self._delayed: deque[tuple[float, bytes]] = deque()
         self._flush: asyncio.TimerHandle | None = None
         cfg = gateway.config
@@ -309,6 +312,7 @@ class _Connection(asyncio.Protocol):
             self.close()
             return
         self.server_version = version
+        self.order_parsers = order_parsers(version)
         now = self.gateway.clock.now_dt().astimezone()
         stamp = now.strftime("%Y%m%d %H:%M:%S ") + (now.tzname() or "UTC")
         assert self.transport is not None
@@ -320,7 +324,12 @@ class _Connection(asyncio.Protocol):
         if not self._within_rate(message):
             return
         try:
-            request = parse_request(message)
+            parse_order = self.order_parsers.get(message.msg_id)
+            request: Request | OrderRequest
+            if parse_order is not None:
+                request = parse_order(FieldReader(request_name(message.msg_id), message.fields))
+            else:
+                request = parse_request(message)
         except FieldError as exc:
             log.warning("client %s sent a malformed %s: %s", self.peer, exc.message, exc)
             self._send_error(-1, 320, f"Error reading request: {exc}")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ibpilot.sim import outbound as out
 from ibpilot.sim.history import HistoryError, serve_head_timestamp, serve_history
+from ibpilot.sim.order_wire import CancelOrder, OrderRequest, PlaceOrder, ReqGlobalCancel
 from ibpilot.sim.protocol import Field
 from ibpilot.sim.requests import (
     Cancel,
@@ -62,6 +63,13 @@ NO_SECURITY_DEFINITION = "No security definition has been found for the request"
 
 Send = Callable[[list[Field]], None]
 
+_ACCOUNT_CANCEL_KINDS: dict[int, str] = {
+    Out.CANCEL_ACCOUNT_SUMMARY: "summary",
+    Out.CANCEL_ACCOUNT_UPDATES_MULTI: "multi",
+    Out.CANCEL_PNL: "pnl",
+    Out.CANCEL_PNL_SINGLE: "pnl_single",
+}
+
 _CANCEL_KINDS: dict[int, str] = {
     Out.CANCEL_MKT_DATA: "mkt",
     Out.CANCEL_REAL_TIME_BARS: "rtb",
@@ -101,6 +109,9 @@ class ClientSession:
             ReqPnLSingle: self._pnl_single,
             Unsupported: self._unsupported,
             StartApi: self._start_api_again,
+            PlaceOrder: lambda r: self.core.desk.place(self, r),
+            CancelOrder: lambda r: self.core.desk.cancel(self, r),
+            ReqGlobalCancel: lambda r: self.core.desk.global_cancel(self),
         }
 
     # --- output helpers -------------------------------------------------------
@@ -117,7 +128,7 @@ class ClientSession:
             self.error(-1, code, FARM_TEXTS.get(code, "farm status"))
 
     # --- dispatch -------------------------------------------------------------
-    def handle(self, request: Request) -> None:
+    def handle(self, request: Request | OrderRequest) -> None:
         """Serve one request."""
         handler = self._handlers[type(request)]
         handler(request)
@@ -140,10 +151,10 @@ class ClientSession:
             self.send(out.current_time(self.core.clock.epoch()))
         elif msg_id == Out.REQ_MANAGED_ACCTS:
             self.send(out.managed_accounts(self.core.accounts))
-        elif msg_id == Out.REQ_POSITIONS:
-            self.send(out.position_end())
+        elif msg_id in (Out.REQ_POSITIONS, Out.CANCEL_POSITIONS):
+            self.core.desk.positions(self, subscribe=msg_id == Out.REQ_POSITIONS)
         elif msg_id in (Out.REQ_OPEN_ORDERS, Out.REQ_ALL_OPEN_ORDERS):
-            self.send(out.open_order_end())
+            self.core.desk.open_orders(self, all_clients=msg_id == Out.REQ_ALL_OPEN_ORDERS)
 
     def _req_ids(self, request: ReqIds) -> None:
         self.send(out.next_valid_id(self.core.next_order_id()))
@@ -220,8 +231,12 @@ class ClientSession:
         self.send(out.head_timestamp(request.req_id, stamp))
 
     def _cancel(self, request: Cancel) -> None:
+        account_kind = _ACCOUNT_CANCEL_KINDS.get(request.msg_id)
+        if account_kind is not None:
+            self.core.desk.cancel_subscription(self, account_kind, request.req_id)
+            return
         kind = _CANCEL_KINDS.get(request.msg_id)
-        if kind is None:  # head timestamps, account summaries, PnL: nothing pending here
+        if kind is None:  # head timestamps: answered at once, nothing pending
             return
         req_id = request.req_id
         if not self.core.feed.cancel(self, kind, req_id):
@@ -230,19 +245,18 @@ class ClientSession:
             elif kind == "hist":
                 self.error(req_id, 366, f"No historical data query found for ticker id:{req_id}")
 
-    # --- account and orders (their content arrives with the order engine) ----
+    # --- account and orders: the gateway's trading desk -------------------------
     def _account_updates(self, request: ReqAccountUpdates) -> None:
-        if request.subscribe:
-            self.send(out.account_download_end(request.account or self.core.accounts[0]))
+        self.core.desk.account_updates(self, request)
 
     def _account_updates_multi(self, request: ReqAccountUpdatesMulti) -> None:
-        self.send(out.account_update_multi_end(request.req_id))
+        self.core.desk.account_updates_multi(self, request)
 
     def _executions(self, request: ReqExecutions) -> None:
-        self.send(out.exec_details_end(request.req_id))
+        self.core.desk.executions(self, request)
 
     def _account_summary(self, request: ReqAccountSummary) -> None:
-        self.send(out.account_summary_end(request.req_id))
+        self.core.desk.account_summary(self, request)
 
     def _auto_open_orders(self, request: ReqAutoOpenOrders) -> None:
         if self.client_id != 0:  # IB: only client 0 may auto-bind TWS orders
@@ -254,10 +268,10 @@ class ClientSession:
             )
 
     def _completed_orders(self, request: ReqCompletedOrders) -> None:
-        self.send(out.completed_orders_end())
+        self.core.desk.completed_orders(self)
 
     def _pnl(self, request: ReqPnL) -> None:
-        """PnL subscriptions: values arrive with the account model."""
+        self.core.desk.pnl(self, request)
 
     def _pnl_single(self, request: ReqPnLSingle) -> None:
-        """Single-position PnL subscriptions: values arrive with the account model."""
+        self.core.desk.pnl_single(self, request)

@@ -134,6 +134,12 @@ def _add_sim_options(p: argparse.ArgumentParser) -> None:
         help="loopback port of the fault-injection endpoint for sim-ctl (default: port + 1)",
     )
     p.add_argument(
+        "--state",
+        type=Path,
+        default=None,
+        help="keep orders, executions, the account and order ids in FILE across restarts",
+    )
+    p.add_argument(
         "--refdata",
         type=Path,
         action="append",
@@ -183,6 +189,7 @@ async def _run_sim(args: argparse.Namespace) -> int:
             market_data_lines=args.market_data_lines,
             refdata_files=tuple(args.refdata),
             admin_port=_admin_port(args),
+            state_file=args.state,
         )
     except (OSError, ValueError) as exc:
         raise UserError(str(exc)) from None
@@ -200,6 +207,8 @@ async def _run_sim(args: argparse.Namespace) -> int:
         f"sim-ctl on 127.0.0.1:{gateway.admin_port})",
         flush=True,
     )
+    if gateway.restored:
+        print(f"ibpilot sim: restored orders, executions and the account from {args.state}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -24,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ibpilot.sim import outbound as out
+from ibpilot.sim import state
 from ibpilot.sim.admin import AdminServer
 from ibpilot.sim.clock import SimClock
 from ibpilot.sim.core import ClientIdInUse, GatewayCore, SimConfig, TooManyClients
@@ -75,6 +76,7 @@ class SimGateway:
         message_rate_max_violations: int = 3,
         refdata_files: tuple[Path, ...] = (),
         admin_port: int | None = None,
+        state_file: Path | None = None,
         wire_tap: WireTap | None = None,
     ) -> None:
         self.config = SimConfig(
@@ -90,6 +92,9 @@ class SimGateway:
         self.refdata = RefData.load(refdata_files)
         self.market = MarketModel(self.refdata, seed)
         self.core = GatewayCore(self.config, self.clock, self.refdata, self.market)
+        self.state_file = state_file
+        self.restored = state.load(self.core, state_file) if state_file is not None else False
+        self._saved_at = 0.0
         self.faults = Faults(self)
         self.wire_tap = wire_tap
         self.admin_port_requested = admin_port
@@ -171,6 +176,14 @@ class SimGateway:
             self._admin = None
         await self.stop_listening()
         self.drop_all_clients()
+        self.save_state()
+
+    def save_state(self) -> None:
+        """Write ``--state FILE`` now (no-op without one)."""
+        if self.state_file is not None:
+            state.save(self.core, self.state_file)
+            self.core.desk.changed = False
+            self._saved_at = time.monotonic()
 
     async def __aenter__(self) -> SimGateway:
         await self.start()
@@ -197,6 +210,8 @@ class SimGateway:
                 self.faults.due(now)
                 if self.listening:
                     self.core.advance(now)
+                if self.core.desk.changed and time.monotonic() - self._saved_at >= 1.0:
+                    self.save_state()
             except Exception:  # a bug in one step must not stop the gateway
                 log.exception("market feed step failed")
 

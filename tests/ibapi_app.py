@@ -56,8 +56,9 @@ class IbapiClient:
 
     async def connect(self, port: int, client_id: int, host: str = "127.0.0.1") -> None:
         await asyncio.to_thread(self.client.connect, host, port, client_id)
-        if not self.client.isConnected():
+        if not self.client.serverVersion():
             raise ConnectionError(f"ibapi could not connect to {host}:{port}")
+        # even if the gateway already closed (e.g. error 326), run() delivers what it sent
         self._thread = threading.Thread(target=self.client.run, daemon=True, name="ibapi-reader")
         self._thread.start()
 

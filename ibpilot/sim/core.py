@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from ibpilot.sim.clock import SimClock
-from ibpilot.sim.limits import HistoricalPacer, LineBudget
+from ibpilot.sim.limits import HistoricalPacing, LineBudget
 from ibpilot.sim.market import MarketModel
 from ibpilot.sim.refdata import RefData
 
@@ -79,7 +79,7 @@ class GatewayCore:
         self.accounts: list[str] = [config.account]
         self._next_order_id: dict[str, int] = {config.account: 1}
         self.lines = LineBudget(config.market_data_lines)
-        self.pacer = HistoricalPacer(max_bar_seconds=config.pacing_max_bar_seconds)
+        self.pacer = HistoricalPacing(max_bar_seconds=config.pacing_max_bar_seconds)
         self.sessions: dict[int, ClientSession] = {}
         self.held_client_ids: set[int] = set()  # stale sessions (a fault)
         self.feed: MarketFeed = MarketFeed(self)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ibpilot.sim import histparams as hp
 from ibpilot.sim.feed import ContractNotFound, resolve_one
-from ibpilot.sim.limits import HistoricalRequestKey
+from ibpilot.sim.limits import HistoricalKey
 from ibpilot.sim.market import DailyBar, DataUnavailable, group_daily
 from ibpilot.sim.outbound import WireBar
 from ibpilot.sim.refdata import Instrument
@@ -68,13 +68,13 @@ def serve_history(core: GatewayCore, req: ReqHistoricalData) -> HistoryResult:
         end = min(hp.parse_end(req.end_date_time, inst.time_zone_id, now), now + 1)
     except hp.HistoryRequestError as exc:
         raise HistoryError(exc.code, exc.message) from None
-    key = HistoricalRequestKey(
+    key = HistoricalKey(
         contract=inst.con_id,
         exchange=req.contract.exchange or inst.exchange,
         what_to_show=what,
         identity=(req.end_date_time, req.duration, req.bar_size, req.use_rth, req.format_date),
     )
-    if core.pacer.check(key, bar.nominal_seconds, core.real_clock()) is not None:
+    if core.pacer.violates(key, bar.nominal_seconds, core.real_clock()):
         raise HistoryError(162, PACING_VIOLATION)
     window = hp.window(inst, core.refdata, end, duration, req.use_rth)
     bars = _bars(core, inst, bar, what, req.use_rth, req.format_date, window)

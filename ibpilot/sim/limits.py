@@ -3,12 +3,13 @@
 - :class:`MessageRate`: 50 messages a second per client.  Approaching the limit
   gives a code-0 warning, each message over it error 100, and after
   ``max_violations`` of those the gateway closes the socket.
-- :class:`HistoricalPacer`: the historical-data pacing rules (error 162): an
+- :class:`HistoricalPacing`: the historical-data pacing rules (error 162): an
   identical request within 15 s; six or more requests for the same
   contract/exchange/tick type within 2 s; more than 60 requests in 10 minutes.
   BID_ASK requests count twice.  As IB documents, the rules bind requests for
   bars of 30 seconds or less (``max_bar_seconds``).
-- :class:`LineBudget`: market-data lines (default 100), error 101 past the limit.
+- ``LineBudget`` (shared with the runtime, ``ibpilot.pacing``): market-data lines
+  (default 100), error 101 past the limit.
 
 Times are real (monotonic) seconds: these limits are about API traffic, not about
 market time, so they hold whatever the speed of the simulated clock.
@@ -18,8 +19,11 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Hashable
 from dataclasses import dataclass
+
+from ibpilot.pacing import HistoricalKey, HistoricalPacer, LineBudget
+
+__all__ = ["HistoricalKey", "HistoricalPacing", "LineBudget", "MessageRate", "RateVerdict"]
 
 
 class RateVerdict(enum.Enum):
@@ -70,92 +74,24 @@ class MessageRate:
         return RateDecision(RateVerdict.OK, count)
 
 
-class PacingRule(enum.Enum):
-    """Which historical pacing rule a request broke."""
+class HistoricalPacing:
+    """IB's server-side view of the historical-data rules.
 
-    IDENTICAL_WITHIN_15S = "identical request within 15 seconds"
-    SIX_WITHIN_2S = "6 or more requests for the same contract, exchange and tick type in 2 seconds"
-    SIXTY_IN_10MIN = "more than 60 requests in 10 minutes"
+    The rules themselves are :class:`ibpilot.pacing.HistoricalPacer` (the runtime keeps
+    itself inside them with the same object); here a request that would have to wait
+    is a violation.  Requests for bars longer than ``max_bar_seconds`` are not paced.
+    """
 
-
-@dataclass(frozen=True, slots=True)
-class HistoricalRequestKey:
-    """What the pacing rules compare."""
-
-    contract: Hashable  # contract identity (conId, or the description)
-    exchange: str
-    what_to_show: str
-    identity: Hashable  # everything else: end, duration, bar size, RTH...
-
-
-class HistoricalPacer:
-    """IB's three historical-data pacing rules."""
-
-    def __init__(
-        self,
-        identical_window: float = 15.0,
-        burst_window: float = 2.0,
-        burst_count: int = 6,
-        long_window: float = 600.0,
-        long_count: int = 60,
-        max_bar_seconds: int = 30,
-    ) -> None:
-        self.identical_window = identical_window
-        self.burst_window = burst_window
-        self.burst_count = burst_count
-        self.long_window = long_window
-        self.long_count = long_count
+    def __init__(self, max_bar_seconds: int = 30) -> None:
         self.max_bar_seconds = max_bar_seconds
-        self._log: deque[tuple[float, HistoricalRequestKey]] = deque()
+        self._rules = HistoricalPacer(max_open=2**31)
 
-    def check(self, key: HistoricalRequestKey, bar_seconds: int, now: float) -> PacingRule | None:
-        """Record the request if it is allowed; otherwise return the rule it broke."""
+    def violates(self, key: HistoricalKey, bar_seconds: int, now: float) -> bool:
+        """True when ``key`` breaks a rule; otherwise it is recorded as served."""
         if bar_seconds > self.max_bar_seconds:
-            return None
-        log = self._log
-        while log and now - log[0][0] >= self.long_window:
-            log.popleft()
-        weight = 2 if key.what_to_show == "BID_ASK" else 1
-        if any(k == key and now - t < self.identical_window for t, k in log):
-            return PacingRule.IDENTICAL_WITHIN_15S
-        same = (key.contract, key.exchange, key.what_to_show)
-        recent = sum(
-            1
-            for t, k in log
-            if now - t < self.burst_window and (k.contract, k.exchange, k.what_to_show) == same
-        )
-        if recent + weight >= self.burst_count:
-            return PacingRule.SIX_WITHIN_2S
-        if len(log) + weight > self.long_count:
-            return PacingRule.SIXTY_IN_10MIN
-        for _ in range(weight):
-            log.append((now, key))
-        return None
-
-
-class LineBudget:
-    """Market-data lines in use across the gateway's clients."""
-
-    def __init__(self, limit: int = 100) -> None:
-        if limit < 0:
-            raise ValueError(f"market-data lines must be >= 0, got {limit}")
-        self.limit = limit
-        self._held: set[Hashable] = set()
-
-    @property
-    def in_use(self) -> int:
-        """Lines held now."""
-        return len(self._held)
-
-    def acquire(self, holder: Hashable) -> bool:
-        """Take a line for ``holder``; False when every line is in use."""
-        if holder in self._held:
-            return True
-        if len(self._held) >= self.limit:
             return False
-        self._held.add(holder)
-        return True
-
-    def release(self, holder: Hashable) -> None:
-        """Give a line back (no-op when not held)."""
-        self._held.discard(holder)
+        if self._rules.delay(key, now) > 0:
+            return True
+        self._rules.sent(key, now)
+        self._rules.done()
+        return False

@@ -1,0 +1,748 @@
+"""The files a user writes: ``adapter.json`` and strategy files, their mandate, the spec hash.
+
+Every model forbids unknown keys (a typo must never silently disable a limit) and takes numbers
+only as JSON numbers, booleans only as ``true``/``false``.  Loading never shows a traceback or
+pydantic's own message dump: :class:`ConfigError`'s text is one line per problem, naming the
+file, the JSON path, what was expected and what was found::
+
+    my-strategy.json: $.mandate.max_order_qty: unknown key (did you mean 'max_order_quantity'?)
+    adapter.json: $.credentials.port: expected an integer port 1-65535, found "seven"
+
+The spec hash is the SHA-256 of the strategy file's canonical JSON (sorted keys, no
+whitespace), so formatting and key order do not change it and any value does.  Port and
+account knowledge for the WRONG_ENVIRONMENT check lives here too.  No I/O except reading the
+file in the ``load_*`` and ``spec_hash_of_file`` functions.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self, TypeVar, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from ibpilot.errors import ErrorName
+
+SIM_PORT = 4102
+_E = TypeVar("_E", bound=StrEnum)
+MAX_CLIENT_ID = 2**31 - 1
+
+
+class Environment(StrEnum):
+    SIM = "sim"
+    PAPER = "paper"
+    LIVE = "live"
+
+
+class AccountKind(StrEnum):
+    PAPER = "paper"
+    LIVE = "live"
+    SIM = "sim"
+    UNKNOWN = "unknown"
+
+
+class Broker(StrEnum):
+    IBKR_PAPER = "ibkr-paper"
+    IBKR_LIVE = "ibkr-live"
+
+
+class Gateway(StrEnum):
+    TWS = "tws"
+    IBGATEWAY = "ibgateway"
+
+
+class SecType(StrEnum):
+    """IB's security types, as sent on the wire."""
+
+    STK = "STK"
+    OPT = "OPT"
+    FUT = "FUT"
+    CASH = "CASH"
+    BOND = "BOND"
+    IND = "IND"
+    CFD = "CFD"
+    FOP = "FOP"
+    WAR = "WAR"
+    CMDTY = "CMDTY"
+    FUND = "FUND"
+
+
+class OrderType(StrEnum):
+    """The order types ibpilot sends, with IB's wire strings."""
+
+    MKT = "MKT"
+    LMT = "LMT"
+    STP = "STP"
+    STP_LMT = "STP LMT"
+    MOC = "MOC"
+    LOC = "LOC"
+    MIT = "MIT"
+    LIT = "LIT"
+
+
+class Right(StrEnum):
+    CALL = "C"
+    PUT = "P"
+
+
+class OnStop(StrEnum):
+    CANCEL_OPEN_ORDERS = "cancel_open_orders"
+    LEAVE_OPEN_ORDERS = "leave_open_orders"
+
+
+# port -> (product, environment): what listens there by default.
+_PORTS: dict[int, tuple[str, Environment]] = {
+    7496: ("tws", Environment.LIVE),
+    7497: ("tws", Environment.PAPER),
+    4001: ("ibgateway", Environment.LIVE),
+    4002: ("ibgateway", Environment.PAPER),
+    SIM_PORT: ("sim", Environment.SIM),
+}
+_PRODUCT_NAMES = {"tws": "TWS", "ibgateway": "IB Gateway", "sim": "ibpilot sim"}
+BAR_SIZES = (
+    "1 secs", "5 secs", "10 secs", "15 secs", "30 secs", "1 min", "2 mins", "3 mins", "5 mins",
+    "10 mins", "15 mins", "20 mins", "30 mins", "1 hour", "2 hours", "3 hours", "4 hours",
+    "8 hours", "1 day", "1 week", "1 month",
+)  # fmt: skip
+Weekday = Literal["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"]
+WEEKDAYS: tuple[Weekday, ...] = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
+
+
+def port_product(port: int) -> str:
+    """What listens on ``port`` by default: "TWS (paper)", "IB Gateway (live)", ... or "unknown"."""
+    known = _PORTS.get(port)
+    if known is None:
+        return "unknown"
+    product, environment = known
+    name = _PRODUCT_NAMES[product]
+    return name if environment is Environment.SIM else f"{name} ({environment})"
+
+
+def expected_environment(port: int) -> Environment | None:
+    """The environment a default port belongs to; None for a port that is not a default."""
+    known = _PORTS.get(port)
+    return None if known is None else known[1]
+
+
+def port_for(environment: Environment, gateway: Gateway) -> int:
+    """The default port of ``gateway`` for ``environment`` (the simulator's for "sim")."""
+    if environment is Environment.SIM:
+        return SIM_PORT
+    for port, (product, env) in _PORTS.items():
+        if product == gateway and env is environment:
+            return port
+    raise AssertionError(f"no default port for {gateway} {environment}")  # pragma: no cover
+
+
+def account_kind(account_id: str) -> AccountKind:
+    """Paper (``DU``/``DF``/``DI``...), live (``U``/``F``/``I``...), sim (``SIM``...) or unknown.
+
+    The simulator's default account ``DU0000001`` is a paper-style id and counts as paper.
+    """
+    account = account_id.strip().upper()
+    if account.startswith("SIM"):
+        return AccountKind.SIM
+    if re.fullmatch(r"D[UFI]\d+", account):
+        return AccountKind.PAPER
+    if re.fullmatch(r"[UFI]\d+", account):
+        return AccountKind.LIVE
+    return AccountKind.UNKNOWN
+
+
+# ---------------------------------------------------------------------------------------------
+# Problems and the error users see
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a file or a connection, printed as ``file: path: message``."""
+
+    file: str
+    path: str
+    message: str
+    name: ErrorName = ErrorName.CONFIG_INVALID
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"{self.file}: {where}{self.message}"
+
+
+class ConfigError(Exception):
+    """A configuration a human must fix; ``str()`` is one line per problem."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(problem) for problem in self.problems))
+
+
+def _fail(expected: str) -> PydanticCustomError:
+    return PydanticCustomError("ibpilot_type", "expected {expected}", {"expected": expected})
+
+
+def _cross(at: str, message: str) -> PydanticCustomError:
+    """A cross-field problem reported at ``at`` (dotted, relative to the failing model)."""
+    return PydanticCustomError("ibpilot_cross", "{message}", {"at": at, "message": message})
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise _fail("a number")
+    return value
+
+
+def _text(value: Any) -> Any:
+    if not isinstance(value, str) or not value.strip() or value != value.strip():
+        raise _fail("a non-empty string without surrounding spaces")
+    return value
+
+
+def _hhmm(value: Any) -> Any:
+    if not isinstance(value, str) or not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+        raise _fail('a time "HH:MM" (24-hour)')
+    return time.fromisoformat(value)
+
+
+def _time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _fail('an IANA time zone such as "US/Eastern" or "Europe/London"') from None
+    return value
+
+
+def _strategy_ref(value: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9_]*|[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", value):
+        raise _fail('a template name such as "sma_cross" or "package.module:Class"')
+    return value
+
+
+def _duration(value: str) -> str:
+    if not re.fullmatch(r"[1-9]\d* [SDWMY]", value):
+        raise _fail('an IB duration such as "1 D", "3600 S", "2 W", "1 M" or "1 Y"')
+    return value
+
+
+def _json_native(value: Any) -> Any:
+    """Strategy parameters as plain JSON values: exact decimals back to float."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {key: _json_native(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [_json_native(inner) for inner in value]
+    return value
+
+
+def _bar_size(value: str) -> str:
+    if value not in BAR_SIZES:
+        raise _fail("an IB bar size (" + ", ".join(repr(size) for size in BAR_SIZES) + ")")
+    return value
+
+
+PositiveNumber = Annotated[Decimal, BeforeValidator(_number), Field(gt=0, allow_inf_nan=False)]
+Text = Annotated[str, BeforeValidator(_text)]
+Port = Annotated[StrictInt, Field(ge=1, le=65535)]
+ClientId = Annotated[StrictInt, Field(ge=0, le=MAX_CLIENT_ID)]
+TimeOfDay = Annotated[time, BeforeValidator(_hhmm)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Credentials(_Model):
+    """Where the gateway listens. No IB login is ever needed: the gateway holds the session."""
+
+    host: Text = "127.0.0.1"
+    port: Port  # filled from broker/gateway/environment when the file leaves it out
+    client_id: ClientId = 1
+
+
+class ContractFields(_Model):
+    """The contract qualifiers IB needs beyond symbol and security type."""
+
+    exchange: Text = "SMART"
+    currency: Annotated[str, BeforeValidator(_text), Field(pattern=r"^[A-Z]{3}$")] = "USD"
+    primary_exchange: Text | None = None
+    last_trade_date_or_contract_month: (
+        Annotated[str, BeforeValidator(_text), Field(pattern=r"^\d{6}(\d{2})?$")] | None
+    ) = None
+    strike: PositiveNumber | None = None
+    right: Right | None = None
+    multiplier: PositiveNumber | None = None
+
+
+class AdapterConfig(ContractFields):
+    """``adapter.json``: which gateway to talk to, how, and in which environment."""
+
+    adapter: Literal["ibkr"] = "ibkr"
+    credentials: Credentials
+    environment: Environment  # filled from "broker" when the file leaves it out
+    broker: Broker | None = None
+    gateway: Gateway | None = None
+    trading_pair: Text | None = None  # an instrument `ibpilot test` qualifies, e.g. "AAPL"
+    sec_type: SecType = SecType.STK
+    rate_limit_ms: Annotated[StrictInt, Field(ge=0)] = 0  # min ms between orders; 0: IB pacing
+    account: Text | None = None  # the account id the gateway must report
+    connect_timeout_s: Annotated[float, BeforeValidator(_number), Field(gt=0, le=300)] = 10.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        """Resolve ``broker``/``gateway`` into ``environment`` and ``credentials.port``."""
+        if not isinstance(data, dict) or not isinstance(data.get("credentials", {}), dict):
+            return data
+        broker, gateway = _enum_or_none(Broker, data), _enum_or_none(Gateway, data)
+        out = dict(data)
+        if broker is not None:
+            implied = Environment.PAPER if broker is Broker.IBKR_PAPER else Environment.LIVE
+            given = data.get("environment")
+            if given is not None and given != implied:
+                found = _render(given)
+                message = f'expected "{implied}" to agree with "broker": "{broker}", found {found}'
+                raise _cross("environment", message)
+            out["environment"] = implied
+        environment = _enum_or_none(Environment, out, "environment")
+        credentials = dict(out.get("credentials", {}))
+        port = credentials.get("port")
+        shorthand = broker is not None or gateway is not None
+        if port is None and environment is not None and (shorthand or environment == "sim"):
+            credentials["port"] = port_for(environment, gateway or Gateway.IBGATEWAY)
+        elif isinstance(port, int) and shorthand and environment is not None:
+            _check_port_agrees(port, environment, gateway)
+        out["credentials"] = credentials
+        return out
+
+    @model_validator(mode="after")
+    def _account_matches_environment(self) -> Self:
+        if self.account is not None:
+            problem = _account_problem(self.environment, self.account)
+            if problem:
+                raise _cross("account", problem)
+        return self
+
+
+def _enum_or_none(enum: type[_E], data: dict[str, Any], key: str = "") -> _E | None:
+    value = data.get(key or enum.__name__.lower())
+    try:
+        return enum(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _check_port_agrees(port: int, environment: Environment, gateway: Gateway | None) -> None:
+    known = _PORTS.get(port)
+    if known is None:
+        return  # a custom port (Docker mapping, SSH tunnel): the explicit port wins
+    product, port_env = known
+    sim = environment is Environment.SIM
+    if port_env is environment and (gateway is None or sim or product == gateway):
+        return
+    wanted = port_for(environment, gateway or Gateway(product if product != "sim" else "ibgateway"))
+    expected = (
+        f"expected {wanted} ({port_product(wanted)}) to agree with broker/gateway/environment"
+    )
+    raise _cross("credentials.port", f"{expected}, found {port} ({port_product(port)})")
+
+
+def _account_problem(environment: Environment, account: str) -> str:
+    kind = account_kind(account)
+    if environment is Environment.LIVE and kind is not AccountKind.LIVE:
+        return f'expected a live account id (U...) for environment "live", found {account!r}'
+    if environment is not Environment.LIVE and kind not in (AccountKind.PAPER, AccountKind.SIM):
+        expected = f'expected a paper account id (DU...) for environment "{environment}"'
+        return f"{expected}, found {account!r} ({kind} account)"
+    return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Strategy files and the mandate
+
+
+class TradingHours(_Model):
+    """A daily window ``[start, end)`` in ``time_zone`` (DST-correct); it may wrap midnight."""
+
+    start: TimeOfDay
+    end: TimeOfDay
+    time_zone: Annotated[str, AfterValidator(_time_zone)] = "US/Eastern"
+    days: tuple[Weekday, ...] = WEEKDAYS[:5]
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        if self.start == self.end:
+            raise _cross("end", f'expected a time other than start, found "{self.end:%H:%M}"')
+        return self
+
+    def contains(self, moment: datetime) -> bool:
+        """True if the aware datetime ``moment`` falls in the window on one of ``days``."""
+        local = moment.astimezone(ZoneInfo(self.time_zone))
+        at = local.time().replace(tzinfo=None)
+        if self.start < self.end:
+            return self.start <= at < self.end and WEEKDAYS[local.weekday()] in self.days
+        if at >= self.start:  # evening part of a window wrapping midnight
+            return WEEKDAYS[local.weekday()] in self.days
+        if at < self.end:  # morning part: the window opened on the previous day
+            return WEEKDAYS[(local - timedelta(days=1)).weekday()] in self.days
+        return False
+
+
+class Mandate(_Model):
+    """The limits the gate enforces (see :mod:`ibpilot.gate` for the rules)."""
+
+    allow_live: StrictBool = False
+    allowed_symbols: Annotated[tuple[Text, ...], Field(min_length=1)]
+    allowed_sec_types: Annotated[tuple[SecType, ...], Field(min_length=1)] = (SecType.STK,)
+    allowed_order_types: Annotated[tuple[OrderType, ...], Field(min_length=1)] = (
+        OrderType.MKT,
+        OrderType.LMT,
+    )
+    max_order_quantity: PositiveNumber  # units (shares, contracts) per order
+    max_order_notional: PositiveNumber  # currency per order: quantity x price x multiplier
+    max_position: PositiveNumber  # absolute units per symbol, open orders included
+    max_gross_exposure: PositiveNumber | None = None  # currency, all symbols; None: no limit
+    max_daily_loss: PositiveNumber  # currency, realised + unrealised today
+    flatten_on_daily_loss: StrictBool = False  # the loss limit always halts; also flatten?
+    max_orders_per_minute: Annotated[StrictInt, Field(ge=1)] | None = None  # None: 10 live, 30
+    trading_hours: TradingHours | None = None  # None: the exchange's liquid hours only
+    price_collar_pct: PositiveNumber | None = None  # max % from the quote midpoint
+    min_price: PositiveNumber | None = None
+    require_quote: StrictBool = True  # refuse without a current two-sided quote
+    max_quote_age_s: Annotated[StrictInt, Field(ge=1)] | None = None  # None: any non-stale
+
+    def orders_per_minute(self, environment: Environment) -> int:
+        """The orders-per-minute limit: the mandate's, else 10 on live and 30 on paper/sim."""
+        if self.max_orders_per_minute is not None:
+            return self.max_orders_per_minute
+        return 10 if environment is Environment.LIVE else 30
+
+
+class Instrument(ContractFields):
+    """One instrument the strategy trades; ``symbol`` is the gate's key."""
+
+    symbol: Text
+    sec_type: SecType = SecType.STK
+
+
+class StrategyConfig(_Model):
+    """A strategy file: template or user class, parameters, instruments and mandate."""
+
+    name: Text
+    strategy: Annotated[str, AfterValidator(_strategy_ref)]
+    params: Annotated[dict[str, JsonValue], BeforeValidator(_json_native)] = Field(
+        default_factory=dict
+    )  # free-form, per strategy; numbers with a fraction are floats
+    instruments: Annotated[tuple[Instrument, ...], Field(min_length=1)]
+    bar_size: Annotated[str, AfterValidator(_bar_size)] = "1 min"
+    warmup: Annotated[str, AfterValidator(_duration)] = "1 D"
+    on_stop: OnStop = OnStop.CANCEL_OPEN_ORDERS
+    mandate: Mandate
+
+    @model_validator(mode="after")
+    def _instruments_within_mandate(self) -> Self:
+        symbols = [instrument.symbol for instrument in self.instruments]
+        for i, instrument in enumerate(self.instruments):
+            at, symbol = f"instruments.{i}", instrument.symbol
+            if symbol in symbols[:i]:
+                raise _cross(f"{at}.symbol", f"expected each symbol once, found {symbol!r} again")
+            if symbol not in self.mandate.allowed_symbols:
+                expected = "expected a symbol listed in $.mandate.allowed_symbols"
+                raise _cross(f"{at}.symbol", f"{expected}, found {symbol!r}")
+            if instrument.sec_type not in self.mandate.allowed_sec_types:
+                expected = "expected a sec_type listed in $.mandate.allowed_sec_types"
+                raise _cross(f"{at}.sec_type", f"{expected}, found {instrument.sec_type.value!r}")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedStrategy:
+    """A validated strategy file, its spec hash and the exact bytes it was loaded from."""
+
+    config: StrategyConfig
+    spec_hash: str
+    raw_bytes: bytes
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading: JSON with exact decimals, then validation translated into one line per problem
+
+_M = TypeVar("_M", bound=BaseModel)
+
+_EXPECTED_BY_TYPE = {
+    "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
+    "bool_type": "true or false", "bool_parsing": "true or false", "string_type": "a string",
+    "decimal_type": "a number", "decimal_parsing": "a number", "float_type": "a number",
+    "float_parsing": "a number", "finite_number": "a finite number", "dict_type": "an object",
+    "model_type": "an object", "model_attributes_type": "an object", "list_type": "a list",
+    "tuple_type": "a list",
+}  # fmt: skip
+_CONSTRAINTS = {
+    "greater_than": "a number > {gt}", "greater_than_equal": "a number >= {ge}",
+    "less_than": "a number < {lt}", "less_than_equal": "a number <= {le}",
+    "too_short": "at least {min_length} item(s)", "too_long": "at most {max_length} item(s)",
+    "enum": "one of {expected}", "literal_error": "{expected}", "ibpilot_type": "{expected}",
+}  # fmt: skip
+_EXPECTED_BY_FIELD = {
+    "port": "an integer port 1-65535",
+    "client_id": f"an integer client id 0-{MAX_CLIENT_ID}",
+    "currency": 'a 3-letter currency code such as "USD"',
+    "last_trade_date_or_contract_month": '"YYYYMM" or "YYYYMMDD"',
+    "rate_limit_ms": "an integer number of milliseconds >= 0",
+    "connect_timeout_s": "a number of seconds > 0 and <= 300",
+    "max_orders_per_minute": "an integer >= 1",
+    "max_quote_age_s": "an integer number of seconds >= 1",
+    "allowed_symbols": "a list of at least one symbol",
+    "instruments": "a list of at least one instrument object",
+    **dict.fromkeys(
+        ("max_order_quantity", "max_order_notional", "max_position", "max_daily_loss"),
+        "a number > 0",
+    ),
+    **dict.fromkeys(("name", "symbol"), "a non-empty string without surrounding spaces"),
+    **dict.fromkeys(("mandate", "credentials"), "an object"),
+    **dict.fromkeys(("start", "end"), 'a time "HH:MM" (24-hour)'),
+    "strategy": 'a template name such as "sma_cross" or "package.module:Class"',
+}
+_MISSING_HINTS = {
+    "port": 'an integer port 1-65535 (or give "broker"/"gateway" to pick the default port)',
+    "environment": '"sim", "paper" or "live" (or "broker": "ibkr-paper" / "ibkr-live")',
+}
+_NO_FIELD_OVERRIDE = {"enum", "literal_error"}
+
+
+class _BadJson(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _BadJson(f"duplicate key {key!r}: expected each key once per object")
+        out[key] = value
+    return out
+
+
+def _no_constant(token: str) -> Any:
+    raise _BadJson(f"invalid JSON: {token} is not a JSON number")
+
+
+def _parse(raw: bytes, name: str, *, exact: bool) -> Any:
+    """JSON from ``raw``; floats as Decimal when ``exact``. Raises ConfigError."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        found = f"found byte 0x{raw[exc.start]:02x} at offset {exc.start}"
+        raise ConfigError([Problem(name, "", f"expected UTF-8 text, {found}")]) from None
+    try:
+        return json.loads(
+            text,
+            object_pairs_hook=_unique_keys,
+            parse_constant=_no_constant,
+            parse_float=Decimal if exact else float,
+        )
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno}, column {exc.colno}"
+        raise ConfigError([Problem(name, where, f"invalid JSON: {exc.msg}")]) from None
+    except _BadJson as exc:
+        raise ConfigError([Problem(name, "", str(exc))]) from None
+
+
+def _read_bytes(path: str | Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError([Problem(str(path), "", "file not found")]) from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError([Problem(str(path), "", f"cannot read the file: {reason}")]) from None
+
+
+def _validate(model: type[_M], data: Any, name: str) -> _M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        # a list whose items failed also reports "too short": only the items' errors are useful
+        locs = [tuple(error["loc"]) for error in errors]
+        problems = [
+            _problem(name, error, model)
+            for error, loc in zip(errors, locs, strict=True)
+            if error["type"] != "too_short" or not any(o[: len(loc)] == loc != o for o in locs)
+        ]
+        raise ConfigError(problems) from None
+
+
+def load_adapter(path: str | Path) -> AdapterConfig:
+    """Read and validate an adapter file. Raises ConfigError, one line per problem."""
+    return _validate(AdapterConfig, _parse(_read_bytes(path), str(path), exact=True), str(path))
+
+
+def load_strategy(path: str | Path) -> LoadedStrategy:
+    """Read and validate a strategy file and hash it. Raises ConfigError, one line per problem."""
+    raw = _read_bytes(path)
+    config = _validate(StrategyConfig, _parse(raw, str(path), exact=True), str(path))
+    return LoadedStrategy(
+        config=config, spec_hash=spec_hash_of_bytes(raw, str(path)), raw_bytes=raw
+    )
+
+
+def _json_path(loc: Sequence[int | str]) -> str:
+    parts = ["$"]
+    for part in loc:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        elif re.fullmatch(r"[A-Za-z_]\w*", part):
+            parts.append(f".{part}")
+        else:
+            parts.append(f"[{json.dumps(part, ensure_ascii=False)}]")
+    return "".join(parts)
+
+
+def _plain(value: Any) -> Any:
+    return float(value) if isinstance(value, Decimal) else str(value)
+
+
+def _render(value: Any) -> str:
+    """A found value as the user wrote it (JSON), shortened to one readable line."""
+    text = str(value) if isinstance(value, Decimal) else json.dumps(value, default=_plain)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _model_at(model: type[BaseModel], loc: Sequence[int | str]) -> type[BaseModel] | None:
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        field = current.model_fields.get(part)
+        current = None if field is None else _find_model(field.annotation)
+    return current
+
+
+def _find_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _find_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _unknown_key(model: type[BaseModel], loc: Sequence[int | str]) -> str:
+    parent = _model_at(model, loc[:-1])
+    fields = list(parent.model_fields) if parent is not None else []
+    close = difflib.get_close_matches(str(loc[-1]), fields, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key (did you mean {close[0]!r}?)"
+    return "unknown key (expected one of: " + ", ".join(fields) + ")"
+
+
+def _expected(error: ErrorDetails) -> str:
+    kind, loc, ctx = error["type"], error["loc"], error.get("ctx", {})
+    field = loc[-1] if loc and isinstance(loc[-1], str) else ""
+    if field in _EXPECTED_BY_FIELD and kind not in _NO_FIELD_OVERRIDE:
+        return _EXPECTED_BY_FIELD[field]
+    if kind in _CONSTRAINTS:
+        return _CONSTRAINTS[kind].format(**ctx)
+    return _EXPECTED_BY_TYPE.get(kind, "a valid value (" + error["msg"].replace("\n", " ") + ")")
+
+
+def _problem(name: str, error: ErrorDetails, model: type[BaseModel]) -> Problem:
+    kind, loc = error["type"], tuple(error["loc"])
+    if kind == "ibpilot_cross":
+        ctx = error.get("ctx", {})
+        at = tuple(int(p) if p.isdigit() else p for p in str(ctx["at"]).split("."))
+        return Problem(name, _json_path(loc + at), str(ctx["message"]))
+    path = _json_path(loc)
+    if kind == "missing":
+        field = str(loc[-1]) if loc else ""
+        expected = _MISSING_HINTS.get(field, _EXPECTED_BY_FIELD.get(field, ""))
+        return Problem(
+            name, path, "required key missing" + (f": expected {expected}" * bool(expected))
+        )
+    if kind == "extra_forbidden":
+        return Problem(name, path, _unknown_key(model, loc))
+    return Problem(name, path, f"expected {_expected(error)}, found {_render(error['input'])}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Spec hash
+
+
+def canonical_json(obj: Any) -> str:
+    """The canonical form the spec hash is taken over: sorted keys, no whitespace, UTF-8."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def spec_hash(obj: Any) -> str:
+    """SHA-256 hex of ``canonical_json(obj)``."""
+    return hashlib.sha256(canonical_json(obj).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def spec_hash_of_bytes(raw: bytes, name: str = "<strategy>") -> str:
+    """The spec hash of a strategy file's bytes. Raises ConfigError if they are not JSON."""
+    return spec_hash(_parse(raw, name, exact=False))
+
+
+def spec_hash_of_file(path: str | Path) -> str:
+    """The spec hash of the file at ``path``. Raises ConfigError (missing, unreadable, not JSON)."""
+    return spec_hash_of_bytes(_read_bytes(path), str(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# WRONG_ENVIRONMENT
+
+
+def _compatible(asked: Environment, found: Environment) -> bool:
+    if asked is Environment.LIVE or found is Environment.LIVE:
+        return asked is found
+    return True  # paper and sim are both play money
+
+
+def check_environment(
+    adapter: AdapterConfig, connected_account: str | None, *, file: str = "adapter.json"
+) -> list[Problem]:
+    """WRONG_ENVIRONMENT problems between what ``adapter`` asks for and what is connected.
+
+    ``connected_account`` is the account id the gateway reported (managedAccounts; a
+    comma-separated list is checked id by id), or None to check the port alone.  Paper and
+    sim are compatible with each other; live is compatible only with live; an account id
+    whose kind cannot be told is refused.  Never raises.
+    """
+    problems: list[Problem] = []
+    environment, port = adapter.environment, adapter.credentials.port
+    port_env = expected_environment(port)
+    if port_env is not None and not _compatible(environment, port_env):
+        message = f'environment "{environment}" but port {port} is {port_product(port)}'
+        problems.append(Problem(file, "$.credentials.port", message, ErrorName.WRONG_ENVIRONMENT))
+    accounts = [a.strip() for a in (connected_account or "").split(",") if a.strip()]
+    for account in accounts:
+        reason = _account_problem(environment, account)
+        if reason:
+            message = f"the gateway is logged into {account}: {reason}"
+            problems.append(Problem(file, "$.environment", message, ErrorName.WRONG_ENVIRONMENT))
+    if accounts and adapter.account is not None and adapter.account not in accounts:
+        message = f"expected the gateway to manage {adapter.account!r}, found {', '.join(accounts)}"
+        problems.append(Problem(file, "$.account", message, ErrorName.WRONG_ENVIRONMENT))
+    return problems

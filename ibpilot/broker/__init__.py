@@ -1,0 +1,1 @@
+"""Brokers: IB's adapter (over ib_async) and an in-process paper broker, one interface."""

@@ -14,7 +14,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test setup lint typecheck unit sim clean
+.PHONY: demo test setup lint typecheck unit sim clean pg-stop
 
 demo: setup ## the main job: simulator + scripted session
 	$(BIN)/ibpilot demo
@@ -38,8 +38,13 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# The ledger's PostgreSQL path is tested against a real server on 127.0.0.1
+# (scripts/pg-test-server.sh installs Debian's postgresql if needed and starts it).
 unit: setup
-	$(BIN)/pytest
+	IBPILOT_TEST_PG_URL="$${IBPILOT_TEST_PG_URL:-$$(scripts/pg-test-server.sh)}" $(BIN)/pytest
+
+pg-stop: ## stop the test PostgreSQL server
+	scripts/pg-test-server.sh stop
 
 sim: setup ## run the simulated gateway on 127.0.0.1:4102
 	$(BIN)/ibpilot sim

@@ -1,7 +1,7 @@
-"""The ``ibpilot`` command.
+"""ibpilot: run trading strategies on Interactive Brokers safely, with a simulated IB Gateway.
 
-Sub-commands so far: ``sim`` (run the simulated gateway in the foreground) and
-``demo`` (start a simulator and run a short scripted session against it).
+Sub-commands: ``sim`` (the simulated gateway, in the foreground), ``sim-ctl`` (its
+faults), ``ledger`` (show, verify, export), ``demo`` (a simulator and a session).
 User mistakes end with a one-line error naming what was wrong and a non-zero
 exit, never a traceback.
 """
@@ -102,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("name", metavar="COMMAND", choices=SIM_CTL_COMMANDS, help="the fault")
     ctl.add_argument("args", nargs="*", metavar="KEY=VALUE", help="the fault's arguments")
 
+    sub.add_parser(
+        "ledger",
+        help="show, verify or export the decision ledger (ibpilot ledger --help)",
+        add_help=False,
+    )
+
     demo = sub.add_parser("demo", help="start a simulator and run a scripted session against it")
     demo.add_argument("--seed", type=int, default=1, help="price model seed (default 1)")
     return parser
@@ -150,6 +156,11 @@ def _add_sim_options(p: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] == "ledger":  # its own parser: ibpilot ledger --help
+        from ibpilot.ledger_cli import run_ledger_command  # noqa: PLC0415 (SQLAlchemy)
+
+        return run_ledger_command(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -1,0 +1,510 @@
+"""The SQL backend of the ledger: SQLAlchemy Core over SQLite (WAL) or PostgreSQL (psycopg 3).
+
+Schema (created and migrated by code; ``schema_version`` in the meta table)::
+
+    ibpilot_ledger_meta     key TEXT PRIMARY KEY, value TEXT
+                            rows: ledger_id (UUID), schema_version, head ("<seq>:<hash>")
+    ibpilot_ledger_entries  seq PRIMARY KEY, ts, kind, spec_hash, payload, prev_hash, hash
+                            (every column as text except seq; indexes on ts and kind)
+
+Appending, in one transaction: lock the head record (PostgreSQL ``SELECT ... FOR UPDATE``;
+SQLite ``BEGIN IMMEDIATE``, which takes the database's write lock), check that the last entry
+is the one the head record names, insert the new entries, move the head record, commit. Two
+processes appending to one ledger therefore queue behind each other and never fork the chain;
+the primary key on ``seq`` is the backstop. SQLite runs in WAL mode with ``synchronous=FULL``
+(a commit is on disk when it returns) and waits up to 30 s for the write lock; that lock is
+not fair, so a process appending in a tight loop can hold off another one for a while (a bot
+appends between network round trips, so in practice writers interleave; use PostgreSQL for
+several busy writers). PostgreSQL connections raise ``synchronous_commit`` to ``on`` if the
+server has it ``off``.
+
+Triggers refuse UPDATE and DELETE of entries (and TRUNCATE on PostgreSQL), DELETE of meta rows
+and changes to the ledger id. They stop accidents, not an adversary: the owner of the tables or
+a superuser can drop or disable them (PostgreSQL: ``ALTER TABLE ... DISABLE TRIGGER``,
+``session_replication_role``), and anyone who can write a SQLite file can do anything to it.
+For a real barrier on PostgreSQL, create the ledger with an administrative role and let the
+bot's role have only SELECT and INSERT on the entries and SELECT and UPDATE on the meta table.
+``verify()`` is the guarantee either way.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, cast
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from ibpilot.ledger import (
+    EMPTY_HEAD,
+    ChainHead,
+    Entry,
+    EntryKind,
+    LedgerConfigError,
+    LedgerError,
+    LedgerIntegrityError,
+    LedgerUnavailable,
+    Problem,
+    StoredRow,
+    VerifyReport,
+    format_ts,
+    kind_filter,
+    seal_many,
+    verify_chain,
+)
+
+__all__ = ["ENTRIES_TABLE", "META_TABLE", "SCHEMA_VERSION", "SqlLedger"]
+
+ENTRIES_TABLE = "ibpilot_ledger_entries"
+META_TABLE = "ibpilot_ledger_meta"
+PAGE_SIZE = 1000
+SQLITE_BUSY_TIMEOUT_S = 30.0
+PG_CONNECT_TIMEOUT_S = 10
+# pg_advisory_xact_lock key serialising schema creation/migration (ASCII "ibpilotL").
+_PG_SCHEMA_LOCK = 0x6962_7069_6C6F_744C
+
+
+def _tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    meta = sa.Table(
+        META_TABLE,
+        metadata,
+        sa.Column("key", sa.String(64), primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+    )
+    entries = sa.Table(
+        ENTRIES_TABLE,
+        metadata,
+        # INTEGER PRIMARY KEY is SQLite's rowid: no second index for seq.
+        sa.Column(
+            "seq",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=False,
+        ),
+        # Byte order on PostgreSQL too: the fixed-width UTC text then sorts by time.
+        sa.Column(
+            "ts",
+            sa.String(32).with_variant(sa.String(32, collation="C"), "postgresql"),
+            nullable=False,
+            index=True,
+        ),
+        sa.Column("kind", sa.String(64), nullable=False, index=True),
+        sa.Column("spec_hash", sa.Text, nullable=False),
+        sa.Column("payload", sa.Text, nullable=False),
+        sa.Column("prev_hash", sa.String(64), nullable=False),
+        sa.Column("hash", sa.String(64), nullable=False),
+    )
+    return meta, entries
+
+
+# The current schema. A migration that changes it must freeze the old shape in its own function.
+_metadata = sa.MetaData()
+_meta, _entries = _tables(_metadata)
+_ROW_COLUMNS = (
+    _entries.c.seq,
+    _entries.c.ts,
+    _entries.c.kind,
+    _entries.c.spec_hash,
+    _entries.c.payload,
+    _entries.c.prev_hash,
+    _entries.c.hash,
+)
+
+_SQLITE_GUARDS = [
+    f"""CREATE TRIGGER {ENTRIES_TABLE}_no_update BEFORE UPDATE ON {ENTRIES_TABLE}
+    BEGIN SELECT RAISE(ABORT, 'the ibpilot ledger is append-only: UPDATE refused'); END""",
+    f"""CREATE TRIGGER {ENTRIES_TABLE}_no_delete BEFORE DELETE ON {ENTRIES_TABLE}
+    BEGIN SELECT RAISE(ABORT, 'the ibpilot ledger is append-only: DELETE refused'); END""",
+    f"""CREATE TRIGGER {META_TABLE}_no_delete BEFORE DELETE ON {META_TABLE}
+    BEGIN SELECT RAISE(ABORT, 'the ibpilot ledger is append-only: DELETE refused'); END""",
+    f"""CREATE TRIGGER {META_TABLE}_fixed_id BEFORE UPDATE ON {META_TABLE}
+    WHEN OLD.key = 'ledger_id' OR NEW.key <> OLD.key
+    BEGIN SELECT RAISE(ABORT, 'the ibpilot ledger id cannot change'); END""",
+]
+_PG_GUARDS = [
+    """CREATE OR REPLACE FUNCTION ibpilot_ledger_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION USING MESSAGE =
+            'the ibpilot ledger is append-only: ' || TG_OP || ' on ' || TG_TABLE_NAME || ' refused';
+    END $$""",
+    f"""CREATE TRIGGER {ENTRIES_TABLE}_append_only BEFORE UPDATE OR DELETE ON {ENTRIES_TABLE}
+    FOR EACH ROW EXECUTE FUNCTION ibpilot_ledger_refuse()""",
+    f"""CREATE TRIGGER {ENTRIES_TABLE}_no_truncate BEFORE TRUNCATE ON {ENTRIES_TABLE}
+    FOR EACH STATEMENT EXECUTE FUNCTION ibpilot_ledger_refuse()""",
+    f"""CREATE TRIGGER {META_TABLE}_no_delete BEFORE DELETE ON {META_TABLE}
+    FOR EACH ROW EXECUTE FUNCTION ibpilot_ledger_refuse()""",
+    f"""CREATE TRIGGER {META_TABLE}_no_truncate BEFORE TRUNCATE ON {META_TABLE}
+    FOR EACH STATEMENT EXECUTE FUNCTION ibpilot_ledger_refuse()""",
+    f"""CREATE TRIGGER {META_TABLE}_fixed_id BEFORE UPDATE ON {META_TABLE}
+    FOR EACH ROW WHEN (OLD.key = 'ledger_id' OR NEW.key <> OLD.key)
+    EXECUTE FUNCTION ibpilot_ledger_refuse()""",
+]
+
+
+def _migrate_to_1(conn: Connection) -> None:
+    metadata = sa.MetaData()
+    meta, _ = _tables(metadata)  # version 1 is the current shape
+    metadata.create_all(conn)
+    guards = _PG_GUARDS if conn.dialect.name == "postgresql" else _SQLITE_GUARDS
+    for ddl in guards:
+        conn.exec_driver_sql(ddl)
+    conn.execute(
+        sa.insert(meta),
+        [
+            {"key": "ledger_id", "value": str(uuid.uuid4())},
+            {"key": "schema_version", "value": "0"},
+            {"key": "head", "value": _head_text(EMPTY_HEAD)},
+        ],
+    )
+
+
+# MIGRATIONS[n - 1] takes schema n - 1 to n, inside the caller's transaction.
+MIGRATIONS: list[Callable[[Connection], None]] = [_migrate_to_1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _head_text(head: ChainHead) -> str:
+    return f"{head.seq}:{head.hash}"
+
+
+def _parse_head(text: str | None) -> ChainHead | None:
+    if text is None:
+        return None
+    seq, _, digest = text.partition(":")
+    try:
+        return ChainHead(int(seq), digest)
+    except ValueError:
+        return None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+# -- per-dialect connection set-up ------------------------------------------------------------
+
+
+def _sqlite_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    conn = cast(sqlite3.Connection, dbapi_connection)
+    conn.isolation_level = None  # the driver's own BEGIN handling is off: see _sqlite_on_begin
+    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if tables and META_TABLE not in tables:
+        return  # someone else's database: leave it as it is; opening it will refuse it
+    (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+    if str(mode).lower() != "wal":
+        raise LedgerUnavailable(f"SQLite refused write-ahead logging (journal mode {mode})")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA fullfsync=ON")  # macOS: flush the drive's cache too (no-op elsewhere)
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    # BEGIN IMMEDIATE takes the write lock up front, so two appenders queue instead of
+    # both reading the same head; readers use a plain BEGIN (a snapshot in WAL mode).
+    mode = conn.get_execution_options().get("ibpilot_sqlite_begin", "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _pg_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    conn = cast("psycopg.Connection[Any]", dbapi_connection)
+    autocommit = conn.autocommit
+    conn.autocommit = True
+    try:
+        row = conn.execute("SELECT current_setting('synchronous_commit')").fetchone()
+        if row is not None and row[0] == "off":
+            conn.execute("SET synchronous_commit TO on")
+    finally:
+        conn.autocommit = autocommit
+
+
+def _parse_url(url: str | URL) -> URL:
+    try:
+        parsed = make_url(url)
+    except (exc.ArgumentError, ValueError):
+        raise LedgerConfigError("the ledger URL is not a valid database URL") from None
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if (backend, driver) not in (("sqlite", "pysqlite"), ("postgresql", "psycopg")):
+        raise LedgerConfigError(
+            f"unsupported ledger database {parsed.drivername!r}: use sqlite:///path "
+            "or postgresql+psycopg://user@host:port/database"
+        )
+    return parsed
+
+
+def _make_engine(url: URL) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    connect_args: dict[str, Any] = {}
+    if "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
+    engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+    event.listen(engine, "connect", _pg_on_connect)
+    return engine
+
+
+# -- the backend ------------------------------------------------------------------------------
+
+
+class SqlLedger:
+    """The ledger in SQLite (a file) or PostgreSQL, through SQLAlchemy Core.
+
+    ``SqlLedger("sqlite:////abs/path/ibpilot-ledger.sqlite")`` or
+    ``SqlLedger("postgresql+psycopg://bot@db.example:5432/trading")``. With ``create`` (the
+    default) an empty database or missing SQLite file becomes a new ledger and an older schema
+    is migrated; without it, only an existing, current ledger opens. Raises LedgerConfigError
+    (bad URL, no ledger, not an ibpilot ledger, a newer schema) or LedgerUnavailable.
+    """
+
+    def __init__(self, url: str | URL, *, create: bool = True) -> None:
+        self._url = _parse_url(url)
+        self._location = self._url.render_as_string(hide_password=True)
+        self._sqlite = self._url.get_backend_name() == "sqlite"
+        if self._sqlite:
+            self._check_sqlite_path(create)
+        self._engine = _make_engine(self._url)
+        try:
+            with self._errors("open the ledger"):
+                self._ledger_id = self._open_schema(create)
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    @property
+    def ledger_id(self) -> str:
+        return self._ledger_id
+
+    @property
+    def location(self) -> str:
+        return self._location
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (for tools and tests; writes must go through append)."""
+        return self._engine
+
+    def __enter__(self) -> SqlLedger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def append(
+        self,
+        kind: EntryKind,
+        payload: Mapping[str, object],
+        *,
+        ts: datetime,
+        spec_hash: str = "",
+    ) -> Entry:
+        return self.append_many([(kind, payload)], ts=ts, spec_hash=spec_hash)[0]
+
+    def append_many(
+        self,
+        items: Iterable[tuple[EntryKind, Mapping[str, object]]],
+        *,
+        ts: datetime,
+        spec_hash: str = "",
+    ) -> list[Entry]:
+        items = list(items)
+        if not items:
+            return []
+        with self._errors("append to the ledger"), self._transaction(write=True) as conn:
+            head = self._locked_head(conn)
+            new = seal_many(head, items, ts=ts, spec_hash=spec_hash)
+            rows = [_row_values(e.to_row()) for e in new]
+            conn.execute(sa.insert(_entries), rows)
+            conn.execute(
+                sa.update(_meta).where(_meta.c.key == "head").values(value=_head_text(new[-1].head))
+            )
+        return new
+
+    def entries(
+        self,
+        since: datetime | None = None,
+        kind: Iterable[EntryKind] | EntryKind | None = None,
+        after_seq: int = 0,
+    ) -> Iterator[Entry]:
+        kinds = kind_filter(kind)
+        conditions: list[sa.ColumnElement[bool]] = []
+        if since is not None:
+            conditions.append(_entries.c.ts >= format_ts(since))
+        if kinds is not None:
+            conditions.append(_entries.c.kind.in_(sorted(k.value for k in kinds)))
+        cursor = after_seq
+        while True:  # pages, each its own short read, so a slow consumer holds no snapshot
+            query = (
+                sa.select(*_ROW_COLUMNS)
+                .where(_entries.c.seq > cursor, *conditions)
+                .order_by(_entries.c.seq)
+                .limit(PAGE_SIZE)
+            )
+            with self._errors("read the ledger"), self._transaction() as conn:
+                page = [_stored(r) for r in conn.execute(query)]
+            for row in page:
+                yield row.parse()
+            if len(page) < PAGE_SIZE:
+                return
+            cursor = page[-1].seq
+
+    def last(self) -> Entry | None:
+        query = sa.select(*_ROW_COLUMNS).order_by(_entries.c.seq.desc()).limit(1)
+        with self._errors("read the ledger"), self._transaction() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _stored(row).parse()
+
+    def verify(self) -> VerifyReport:
+        with self._errors("verify the ledger"), self._transaction(snapshot=True) as conn:
+            text = conn.execute(sa.select(_meta.c.value).where(_meta.c.key == "head")).scalar()
+            head = _parse_head(text)
+            result = conn.execution_options(yield_per=PAGE_SIZE).execute(
+                sa.select(*_ROW_COLUMNS).order_by(_entries.c.seq)
+            )
+            report = verify_chain((_stored(r) for r in result), head)
+        if head is None:
+            missing = Problem(0, "the head record is missing or malformed")
+            problems = (*report.problems, missing)
+            return VerifyReport(report.checked, problems, report.last, report.truncated)
+        return report
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _check_sqlite_path(self, create: bool) -> None:
+        database = self._url.database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            raise LedgerConfigError("the SQLite ledger URL must name a file: sqlite:///path")
+        path = Path(database)
+        if path.is_dir():
+            raise LedgerConfigError(f"{path} is a directory, not a ledger file")
+        if not path.exists():
+            if not create:
+                raise LedgerConfigError(f"no ledger at {path}")
+            if not path.parent.is_dir():
+                raise LedgerConfigError(
+                    f"cannot create a ledger in {path.parent}: no such directory"
+                )
+
+    @contextmanager
+    def _transaction(self, *, write: bool = False, snapshot: bool = False) -> Iterator[Connection]:
+        with self._engine.connect() as conn:
+            if write and self._sqlite:
+                conn.execution_options(ibpilot_sqlite_begin="IMMEDIATE")
+            elif snapshot and not self._sqlite:
+                conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except LedgerError:
+            raise
+        except (exc.SQLAlchemyError, sqlite3.Error, psycopg.Error) as e:
+            raise self._translate(e, action) from e
+
+    def _translate(self, error: Exception, action: str) -> LedgerError:
+        orig = error.orig if isinstance(error, exc.DBAPIError) else error
+        detail = _first_line(orig if orig is not None else error)
+        where = self._location
+        if self._sqlite and "file is not a database" in detail:
+            return LedgerConfigError(f"{self._url.database} is not an ibpilot ledger ({detail})")
+        if isinstance(error, exc.OperationalError | exc.InterfaceError | sqlite3.OperationalError):
+            return LedgerUnavailable(f"cannot {action} at {where}: {detail}")
+        if isinstance(error, exc.IntegrityError):
+            return LedgerIntegrityError(f"cannot {action} at {where}: {detail}")
+        return LedgerError(f"cannot {action} at {where}: {detail}")
+
+    def _open_schema(self, create: bool) -> str:
+        with self._transaction() as conn:
+            version, ledger_id = self._schema_state(conn, create)
+        if version == SCHEMA_VERSION:
+            return ledger_id
+        with self._transaction(write=True) as conn:  # create or migrate, one process at a time
+            if not self._sqlite:
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_SCHEMA_LOCK)))
+            version, _ = self._schema_state(conn, create)
+            for migrate in MIGRATIONS[version:]:
+                migrate(conn)
+            conn.execute(
+                sa.update(_meta)
+                .where(_meta.c.key == "schema_version")
+                .values(value=str(SCHEMA_VERSION))
+            )
+            version, ledger_id = self._schema_state(conn, create)
+        return ledger_id
+
+    def _schema_state(self, conn: Connection, create: bool) -> tuple[int, str]:
+        """(schema version, ledger id) of what is there; (0, "") for an empty database."""
+        tables = set(sa.inspect(conn).get_table_names())
+        if META_TABLE not in tables:
+            if ENTRIES_TABLE in tables or (self._sqlite and tables):
+                raise LedgerConfigError(f"{self._location} is not an ibpilot ledger")
+            if not create:
+                raise LedgerConfigError(f"no ledger at {self._location}")
+            return 0, ""
+        values = {str(k): str(v) for k, v in conn.execute(sa.select(_meta.c.key, _meta.c.value))}
+        try:
+            version, ledger_id = int(values["schema_version"]), values["ledger_id"]
+        except (KeyError, ValueError):
+            raise LedgerConfigError(f"{self._location} is not an ibpilot ledger") from None
+        if version > SCHEMA_VERSION:
+            raise LedgerConfigError(
+                f"the ledger at {self._location} has schema {version}, newer than this "
+                f"ibpilot understands ({SCHEMA_VERSION}): upgrade ibpilot"
+            )
+        if version < SCHEMA_VERSION and not create:
+            raise LedgerConfigError(
+                f"the ledger at {self._location} has an older schema ({version}); "
+                "open it once with ibpilot running the bot to migrate it"
+            )
+        return version, str(ledger_id)
+
+    def _locked_head(self, conn: Connection) -> ChainHead:
+        text = conn.execute(
+            sa.select(_meta.c.value).where(_meta.c.key == "head").with_for_update()
+        ).scalar()
+        head = _parse_head(text)
+        last = conn.execute(
+            sa.select(_entries.c.seq, _entries.c.hash).order_by(_entries.c.seq.desc()).limit(1)
+        ).first()
+        stored = EMPTY_HEAD if last is None else ChainHead(int(last[0]), str(last[1]))
+        if head != stored:
+            raise LedgerIntegrityError(
+                f"refusing to append: the last entry (seq {stored.seq}) is not the one the "
+                f"head record names ({head.seq if head else 'none'}); run ibpilot ledger verify"
+            )
+        return stored
+
+
+def _row_values(row: StoredRow) -> dict[str, object]:
+    return {
+        "seq": row.seq,
+        "ts": row.ts,
+        "kind": row.kind,
+        "spec_hash": row.spec_hash,
+        "payload": row.payload,
+        "prev_hash": row.prev_hash,
+        "hash": row.hash,
+    }
+
+
+def _stored(row: Sequence[Any]) -> StoredRow:
+    seq, ts, kind, spec_hash, payload, prev_hash, digest = row
+    return StoredRow(
+        int(seq), str(ts), str(kind), str(spec_hash), str(payload), str(prev_hash), str(digest)
+    )

@@ -9,7 +9,7 @@ time is handled by :mod:`zoneinfo`.  Pure functions of dates; no clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -97,18 +97,32 @@ def add_months(year: int, month: int, delta: int) -> tuple[int, int]:
 
 
 def hours_string(
-    days: Iterable[date], spans: Iterable[tuple[datetime, datetime] | None], zone: ZoneInfo
+    window: Sequence[date], spans: Iterable[tuple[datetime, datetime]], zone: ZoneInfo
 ) -> str:
-    """TWS's tradingHours/liquidHours form.
+    """TWS's tradingHours/liquidHours form for the calendar days ``window`` (in order).
 
-    ``20260302:0930-20260302:1600;20260307:CLOSED``; an overnight session reads
-    ``20260301:1700-20260302:1600``.  Times are wall-clock times in ``zone``.
+    Each span that starts, ends or runs on a window day reads ``start-end`` with its own
+    dates, ``20260302:0930-20260302:1600``, an overnight one ``20260301:1700-20260302:1600``;
+    each other window day reads ``20260307:CLOSED``; all in date order.
+    So a day is never both closed and open, and every window day is described.  This is
+    what TWS sends: ES ``20231019:1700-20231020:1600;20231021:CLOSED;20231022:1700-...``
+    (Friday ends a session, Sunday starts one, only Saturday is closed), and for its
+    liquid hours ``20211031:CLOSED;20211101:0830-20211101:1500``.  Times are wall-clock
+    times in ``zone``; ``spans`` are UTC-aware (start, end) pairs in time order, any of
+    which may lie outside the window (those are left out).
     """
-    parts: list[str] = []
-    for day, span in zip(days, spans, strict=True):
-        if span is None:
-            parts.append(f"{day:%Y%m%d}:CLOSED")
-            continue
+    first, last = window[0], window[-1]
+    entries: list[tuple[date, str]] = []
+    covered: set[date] = set()
+    for span in spans:
         start, end = (t.astimezone(zone) for t in span)
-        parts.append(f"{start:%Y%m%d:%H%M}-{end:%Y%m%d:%H%M}")
-    return ";".join(parts)
+        if start.date() > last or end.date() < first:
+            continue
+        entries.append((start.date(), f"{start:%Y%m%d:%H%M}-{end:%Y%m%d:%H%M}"))
+        day = start.date()
+        while day <= end.date():
+            covered.add(day)
+            day += _ONE_DAY
+    entries += [(day, f"{day:%Y%m%d}:CLOSED") for day in window if day not in covered]
+    entries.sort(key=lambda entry: entry[0])  # stable: spans keep their order
+    return ";".join(text for _, text in entries)

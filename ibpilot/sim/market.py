@@ -28,7 +28,9 @@ The model, from the bottom up:
   quote is frozen at the last second of the previous session (sizes, last, volume, OHLC
   too), with ``is_open=False``; the path keeps moving, so the next open gaps.
 
-Bars are aggregations of exactly those per-second quotes and trades, see :meth:`MarketModel.bars`.
+Bars are aggregations of exactly those per-second quotes and trades (TRADES buckets without
+prints: a flat bar at the last price), see :meth:`MarketModel.bars` and
+:mod:`ibpilot.sim._bars`.
 """
 
 from __future__ import annotations
@@ -36,19 +38,48 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from functools import lru_cache
-from itertools import groupby
+from functools import lru_cache, partial
 from typing import Generic, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 import numpy as np
 from numpy.random import PCG64, Generator, SeedSequence
-from numpy.typing import NDArray
 
+from ibpilot.sim._bars import (
+    F64,
+    Bar,
+    DailyBar,
+    Tape,
+    aggregate,
+    grid,
+    group_daily,
+    intraday_bars,
+    price_before,
+    series,
+    tick_price,
+)
 from ibpilot.sim.refdata import Instrument, Session
+
+__all__ = [
+    "DAY",
+    "MODEL_ANCHOR",
+    "MODEL_EPOCH",
+    "WHAT_TO_SHOW",
+    "Bar",
+    "Calendar",
+    "DailyBar",
+    "DataUnavailable",
+    "MarketModel",
+    "Quote",
+    "Trade",
+    "black_scholes",
+    "group_daily",
+    "session_hours",
+    "vwap",
+]
 
 MODEL_EPOCH = 1_577_836_800  # 2020-01-01T00:00:00Z: the first second with data
 MODEL_ANCHOR = 1_767_225_600  # 2026-01-01T00:00:00Z: where ModelParams.price holds
@@ -62,10 +93,6 @@ _EXT_RATE = 0.15  # trade rate outside liquid hours, relative to liquid hours
 _EASTERN = ZoneInfo("America/New_York")
 _FRAC = np.arange(DAY, dtype=np.float64) / DAY
 _ERF = np.frompyfunc(math.erf, 1, 1)
-
-F64 = NDArray[np.float64]
-I64 = NDArray[np.int64]
-I32 = NDArray[np.int32]
 
 
 class Calendar(Protocol):
@@ -119,32 +146,6 @@ class Trade:
     size: int
 
 
-@dataclass(frozen=True, slots=True)
-class Bar:
-    """An intraday bar; ``time`` is the first second of data it covers (bar start, clipped)."""
-
-    time: int
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: int  # TRADES: sum of sizes; MIDPOINT/BID/ASK: -1 (as IB sends)
-    wap: float  # TRADES: volume-weighted price (0.0 for IND); else -1.0
-    count: int  # TRADES: number of prints; else -1
-
-
-@dataclass(frozen=True, slots=True)
-class DailyBar:
-    day: date  # session label (Session.day); weekly/monthly: first session of the group
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: int
-    wap: float
-    count: int
-
-
 def vwap(trades: Iterable[Trade], tick: float) -> float:
     """The exact ``wap`` :meth:`MarketModel.bars` reports for these trades (0.0 if no volume).
 
@@ -155,26 +156,6 @@ def vwap(trades: Iterable[Trade], tick: float) -> float:
         total += round(tr.price / tick) * tr.size
         volume += tr.size
     return round(float(total) * tick / volume, 10) if volume else 0.0
-
-
-@lru_cache(maxsize=256)
-def _inverse(tick: float) -> int:
-    """1/tick when it is an integer (0.01, 0.25, 0.00005, 1/64), else 0."""
-    inv = round(1 / tick)
-    return inv if abs(inv * tick - 1) < 1e-12 else 0
-
-
-def _grid(ticks: F64, tick: float) -> F64:
-    """Prices of integer tick counts: the float nearest the decimal value, the same everywhere
-    (with an integral 1/tick, one correctly rounded division)."""
-    inv = _inverse(tick)
-    return ticks / inv if inv else np.round(ticks * tick, 10)
-
-
-def _price(ticks: int, tick: float) -> float:
-    """One price of :func:`_grid`, bit for bit (int / int is correctly rounded too)."""
-    inv = _inverse(tick)
-    return ticks / inv if inv else float(np.round(np.array([ticks * tick]), 10)[0])
 
 
 def _epoch(dt: datetime) -> int:
@@ -224,46 +205,6 @@ def black_scholes(s: F64, strike: float, years: F64, vol: float, right: str) -> 
         return np.where(live, value, np.maximum(s - disc, 0.0))
     value = disc * _norm_cdf(-d2) - s * _norm_cdf(-d1)
     return np.where(live, value, np.maximum(disc - s, 0.0))
-
-
-@dataclass(slots=True)
-class _Tape:
-    """Per-second quotes and the trades of one session of one instrument."""
-
-    session: Session
-    open: int
-    close: int
-    lq_open: int
-    lq_close: int
-    tick: float
-    spread: int  # in ticks
-    low: I32  # bid in ticks, per second
-    bid_size: I32
-    ask_size: I32
-    t_idx: I32  # second of each trade, relative to ``open``
-    t_px: F64
-    t_ticks: I64
-    t_size: I64
-    # for quotes, built on first use: per second the index of the last trade (-1: none yet);
-    # per trade the cumulative volume, running high and running low
-    stats: tuple[I32, I64, F64, F64] | None = None
-    prev_close: float | None = None
-
-    def hours(self, use_rth: bool) -> tuple[int, int]:
-        return (self.lq_open, self.lq_close) if use_rth else (self.open, self.close)
-
-    def running(self) -> tuple[I32, I64, F64, F64]:
-        if self.stats is None:
-            last = np.full(self.low.size, -1, dtype=np.int32)
-            last[self.t_idx] = np.arange(self.t_idx.size, dtype=np.int32)
-            px = self.t_px
-            self.stats = (
-                np.maximum.accumulate(last),
-                np.cumsum(self.t_size),
-                np.maximum.accumulate(px),
-                np.minimum.accumulate(px),
-            )
-        return self.stats
 
 
 # sessions around a time: (lookups valid from, until, opens, closes, sessions)
@@ -316,7 +257,7 @@ class MarketModel:
         self._blocks: dict[tuple[int, int], F64] = {}
         self._base: dict[int, float] = {}
         self._chunks: _Lru[tuple[int, int], F64] = _Lru(chunk_cache)
-        self._tapes: _Lru[tuple[int, int], _Tape] = _Lru(tape_cache)
+        self._tapes: _Lru[tuple[int, int], Tape] = _Lru(tape_cache)
         self._daily: _Lru[tuple[int, date, str, bool], tuple[DailyBar | None]] = _Lru(200_000)
         self._index: dict[int, _SessionIndex] = {}
 
@@ -413,12 +354,12 @@ class MarketModel:
         i = bisect_right(idx[2], t) - 1
         return (idx[4][i], t < idx[3][i]) if i >= 0 else (None, False)
 
-    def _tape(self, inst: Instrument, s: Session) -> _Tape:
+    def _tape(self, inst: Instrument, s: Session) -> Tape:
         key = (inst.con_id, s.day.toordinal())
         got = self._tapes.get(key)
         return got if got is not None else self._tapes.put(key, self._build_tape(inst, s))
 
-    def _build_tape(self, inst: Instrument, s: Session) -> _Tape:
+    def _build_tape(self, inst: Instrument, s: Session) -> Tape:
         (op, cl), (lq_op, lq_cl) = session_hours(s, False), session_hours(s, True)
         n, tick, spread = cl - op, inst.min_tick, inst.model.spread_ticks
         fair = self._fair(inst, op, cl)
@@ -439,13 +380,13 @@ class MarketModel:
             idx = np.flatnonzero(u < p).astype(np.int32)
             ticks = low[idx] + np.where(u[idx] < p[idx] / 2, spread, 0)  # at the ask or the bid
             size = rng.integers(1, top_lots + 1, idx.size) * t_lot
-        px = _grid(ticks, tick)
-        return _Tape(
+        px = grid(ticks, tick)
+        return Tape(
             s, op, cl, lq_op, lq_cl, tick, spread, low.astype(np.int32), bid_size, ask_size,
             idx, px, ticks.astype(np.int64), size,
         )  # fmt: skip
 
-    def _prev_close(self, inst: Instrument, tape: _Tape) -> float:
+    def _prev_close(self, inst: Instrument, tape: Tape) -> float:
         if tape.prev_close is None:
             before = self._sessions(inst, tape.open - 10 * DAY, tape.open)
             before = [s for s in before if _epoch(s.close) <= tape.open]
@@ -453,7 +394,7 @@ class MarketModel:
             if before:
                 prev = self._tape(inst, before[-1])
                 if inst.sec_type == "CASH":
-                    tape.prev_close = float(_series(prev, "MIDPOINT", -1, None)[0])
+                    tape.prev_close = float(series(prev, "MIDPOINT", -1, None)[0])
                 elif prev.t_px.size:
                     tape.prev_close = float(prev.t_px[-1])
         return tape.prev_close
@@ -465,8 +406,8 @@ class MarketModel:
         if s is None:  # no session in the 10 days before t: the bare model quote
             low = int(_bid_ticks(inst, self._fair(inst, t, t + 1))[0])
             bid, ask = (
-                _price(low, inst.min_tick),
-                _price(low + inst.model.spread_ticks, inst.min_tick),
+                tick_price(low, inst.min_tick),
+                tick_price(low + inst.model.spread_ticks, inst.min_tick),
             )
             nan = math.nan
             return Quote(t, bid, ask, 0, 0, nan, 0, 0, 0, nan, nan, nan, nan, False)
@@ -484,8 +425,9 @@ class MarketModel:
             first, hi, lo = float(tape.t_px[0]), float(run_hi[j]), float(run_lo[j])
         low = int(tape.low[i])
         return Quote(
-            t, _price(low, tape.tick), _price(low + tape.spread, tape.tick), int(tape.bid_size[i]),
-            int(tape.ask_size[i]), last, last_size, last_time, volume, first, hi, lo, close, inside,
+            t, tick_price(low, tape.tick), tick_price(low + tape.spread, tape.tick),
+            int(tape.bid_size[i]), int(tape.ask_size[i]), last, last_size, last_time, volume,
+            first, hi, lo, close, inside,
         )  # fmt: skip
 
     def trades(self, inst: Instrument, start: int, end: int) -> list[Trade]:
@@ -509,33 +451,23 @@ class MarketModel:
         Buckets are multiples of ``bar_seconds`` of local wall-clock time from local midnight
         (instrument time zone).  A bar holds the data of its bucket inside the hours and the
         window; its ``time`` is the bucket start, or the start of the hours if later (the
-        first 1-hour RTH bar of a US stock is 09:30).  TRADES bars exist only for
-        buckets with prints: OHLC of print prices, volume = sum of sizes, wap = :func:`vwap`,
-        count = prints.  MIDPOINT/BID/ASK bars: OHLC of the per-second ``quote()`` value, with
-        volume -1, wap -1, count -1 (as IB sends).  Raises DataUnavailable (TRADES on CASH,
-        quotes on IND) and ValueError (unknown ``what``).
+        first 1-hour RTH bar of a US stock is 09:30).  TRADES: every bucket inside the hours
+        has a bar: with prints, OHLC of print prices, volume = sum of sizes, wap =
+        :func:`vwap`, count = prints; without, a flat bar at the last earlier price (this
+        session's last print so far, else :attr:`Quote.close`) with volume 0, wap = that
+        price, count 0, and no bar when there is no earlier price.  MIDPOINT/BID/ASK bars:
+        OHLC of the per-second ``quote()`` value, with volume -1, wap -1, count -1 (as IB
+        sends).  A bucket's bar does not depend on the window around it, so bars asked for
+        one bucket at a time (real-time bars) are the bars of history.  Raises
+        DataUnavailable (TRADES on CASH, quotes on IND) and ValueError (unknown ``what``).
         """
         _check_what(inst, what)
-        zone = _zone(inst.time_zone_id)
-        groups: list[tuple[int, list[tuple[_Tape, int, int]]]] = []  # (time, pieces)
-        last_key: int | None = None
-        for s in self._sessions(inst, max(start, MODEL_EPOCH), end):
-            tape = self._tape(inst, s)
-            lo, hi = tape.hours(use_rth)
-            a = max(lo, start, MODEL_EPOCH)
-            for key, bucket, x, y in _buckets(a, min(hi, end), bar_seconds, zone):
-                piece = (tape, x - tape.open, y - tape.open)
-                if key == last_key:
-                    groups[-1][1].append(piece)
-                else:
-                    groups.append((max(bucket, lo), [piece]))
-                last_key = key
-        out: list[Bar] = []
-        for time, pieces in groups:
-            row = _aggregate(pieces, what, inst.min_tick)
-            if row is not None:
-                out.append(Bar(time, *row))
-        return out
+        start = max(start, MODEL_EPOCH)
+        tapes = (self._tape(inst, s) for s in self._sessions(inst, start, end))
+        return intraday_bars(
+            tapes, (start, end), bar_seconds, what, use_rth, _zone(inst.time_zone_id),
+            partial(self._prev_close, inst),
+        )  # fmt: skip
 
     def daily_bars(
         self,
@@ -573,22 +505,28 @@ class MarketModel:
         tape = self._tape(inst, s)
         lo, hi = max(lo, MODEL_EPOCH), min(hi, hi if end is None else end)
         pieces = [(tape, lo - tape.open, hi - tape.open)]
-        row = _aggregate(pieces, what, inst.min_tick) if lo < hi else None
+        row = aggregate(pieces, what) if lo < hi else None
         bar = DailyBar(s.day, *row) if row else None
         if whole:
             self._daily.put(key, (bar,))
         return bar
 
     def head_timestamp(self, inst: Instrument, what: str, use_rth: bool) -> int:
-        """First second with data of this type at or after the model epoch."""
+        """The time of the first bar of this type at or after the model epoch: the start of
+        the first trading (or liquid) hours; for TRADES, the first print unless an earlier
+        price already makes a flat bar there.  Raises as :meth:`bars`, and LookupError when
+        the instrument has no such data in the model's first 1400 days."""
         _check_what(inst, what)
+        prev_close = partial(self._prev_close, inst)
         t = MODEL_EPOCH
         for _ in range(100):
             for s in self._sessions(inst, t, t + 14 * DAY):
                 tape = self._tape(inst, s)
                 lo, hi = tape.hours(use_rth)
                 lo = max(lo, MODEL_EPOCH)
-                if what != "TRADES" and lo < hi:
+                if lo >= hi:
+                    continue
+                if what != "TRADES" or price_before(tape, lo - tape.open, prev_close) is not None:
                     return lo
                 j = int(np.searchsorted(tape.t_idx, lo - tape.open))
                 if j < tape.t_idx.size and tape.t_idx[j] < hi - tape.open:
@@ -623,87 +561,3 @@ def _sizes(inst: Instrument, liquid_seconds: int) -> tuple[int, int, float, int,
     if per_second < 0.9:
         return quote_lot, top, per_second, 1, lot
     return quote_lot, top, 0.9, max(1, round(2 * per_second / 0.9 - 1)), lot
-
-
-def _offset(zone: ZoneInfo, t: int) -> int:
-    off = datetime.fromtimestamp(t, zone).utcoffset()
-    return int(off.total_seconds()) if off is not None else 0
-
-
-def _buckets(a: int, b: int, size: int, zone: ZoneInfo) -> list[tuple[int, int, int, int]]:
-    """Split ``[a, b)`` into (wall-clock bucket key, bucket start, start, end) pieces."""
-    out: list[tuple[int, int, int, int]] = []
-    while a < b:
-        off = _offset(zone, a)
-        stop = b
-        if _offset(zone, b - 1) != off:  # a DST change inside: find its first second
-            lo, hi = a, b - 1
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                lo, hi = (mid, hi) if _offset(zone, mid) == off else (lo, mid)
-            stop = hi
-        k0, k1 = (a + off) // size, (stop - 1 + off) // size
-        edges = [a, *range((k0 + 1) * size - off, k1 * size - off + 1, size), stop]
-        out += [
-            (k0 + i, (k0 + i) * size - off, edges[i], edges[i + 1]) for i in range(len(edges) - 1)
-        ]
-        a = stop
-    return out
-
-
-def _aggregate(
-    pieces: Sequence[tuple[_Tape, int, int]], what: str, tick: float
-) -> tuple[float, float, float, float, int, float, int] | None:
-    """OHLC, volume, wap, count over ``tape[x:y]`` pieces (relative seconds), in order."""
-    if what == "TRADES":
-        spans = []
-        for tape, x, y in pieces:
-            j0, j1 = np.searchsorted(tape.t_idx, (x, y))
-            if j1 > j0:
-                spans.append((tape, int(j0), int(j1)))
-        if not spans:
-            return None
-        hi = max(float(tp.t_px[j0:j1].max()) for tp, j0, j1 in spans)
-        lo = min(float(tp.t_px[j0:j1].min()) for tp, j0, j1 in spans)
-        vol = sum(int(tp.t_size[j0:j1].sum()) for tp, j0, j1 in spans)
-        total = sum(int(np.dot(tp.t_ticks[j0:j1], tp.t_size[j0:j1])) for tp, j0, j1 in spans)
-        first, last = spans[0], spans[-1]
-        wap = round(float(total) * tick / vol, 10) if vol else 0.0
-        count = sum(j1 - j0 for _, j0, j1 in spans)
-        return (float(first[0].t_px[first[1]]), hi, lo, float(last[0].t_px[last[2] - 1]),
-                vol, wap, count)  # fmt: skip
-    values = [_series(tape, what, x, y) for tape, x, y in pieces]
-    hi = max(float(v.max()) for v in values)
-    lo = min(float(v.min()) for v in values)
-    return float(values[0][0]), hi, lo, float(values[-1][-1]), -1, -1.0, -1
-
-
-def _series(tape: _Tape, what: str, x: int, y: int | None) -> F64:
-    """Per-second BID, ASK or MIDPOINT (in half ticks, so it equals ``Quote.midpoint``)."""
-    low = tape.low[x:y].astype(np.float64)
-    if what == "BID":
-        return _grid(low, tape.tick)
-    if what == "ASK":
-        return _grid(low + tape.spread, tape.tick)
-    return _grid(2 * low + tape.spread, tape.tick / 2)
-
-
-def group_daily(bars: Sequence[DailyBar], unit: str) -> list[DailyBar]:
-    """Weekly ("week": ISO weeks) or monthly ("month") bars from daily bars, labelled with
-    their first session day; wap is the volume-weighted daily wap (-1 if volume is -1)."""
-    keyfn: Callable[[date], tuple[int, int]]
-    if unit == "week":
-        keyfn = lambda d: d.isocalendar()[:2]  # noqa: E731
-    elif unit == "month":
-        keyfn = lambda d: (d.year, d.month)  # noqa: E731
-    else:
-        raise ValueError(f"unit must be 'week' or 'month', not {unit!r}")
-    out: list[DailyBar] = []
-    for _, run in groupby(bars, key=lambda b: keyfn(b.day)):
-        grp = list(run)
-        vol = sum(b.volume for b in grp) if grp[0].volume >= 0 else -1
-        wap = round(sum(b.wap * b.volume for b in grp) / vol, 10) if vol > 0 else grp[0].wap
-        count = sum(b.count for b in grp) if grp[0].count >= 0 else -1
-        hi, lo = max(b.high for b in grp), min(b.low for b in grp)
-        out.append(DailyBar(grp[0].day, grp[0].open, hi, lo, grp[-1].close, vol, wap, count))
-    return out

@@ -335,14 +335,17 @@ class RefData:
         return out
 
     def trading_hours(self, inst: Instrument, around: date) -> str:
-        """TWS's tradingHours string for the day before ``around`` to six days after it,
-        in the instrument's time zone: ``20260302:0400-20260302:2000;20260307:CLOSED``;
-        an overnight session reads ``20260301:1700-20260302:1600``.  Raises ValueError if
-        the instrument's calendar is unknown."""
+        """TWS's tradingHours string for the calendar days from the day before ``around``
+        to six days after it, in the instrument's time zone: every session that starts or
+        ends on one of those days as ``start-end`` with its own dates (an overnight session
+        reads ``20260301:1700-20260302:1600``), and ``20260307:CLOSED`` for each of those
+        days on which no session starts or ends (see :func:`hours_string`).  Raises
+        ValueError if the instrument's calendar is unknown."""
         return self._hours(inst, around, liquid=False)
 
     def liquid_hours(self, inst: Instrument, around: date) -> str:
-        """TWS's liquidHours string (regular trading hours), same days as trading_hours."""
+        """TWS's liquidHours string (regular trading hours), same days and form as
+        trading_hours: ES reads ``20260301:CLOSED;20260302:0830-20260302:1500;...``."""
         return self._hours(inst, around, liquid=True)
 
     # --- private -------------------------------------------------------------------------
@@ -360,17 +363,17 @@ class RefData:
         cached = self._hours_memo.get(key)
         if cached is not None:
             return cached
-        days = [around + timedelta(days=offset) for offset in range(-1, 7)]
-        spans: list[tuple[datetime, datetime] | None] = []
-        for day in days:
-            found = self.session(inst, day)
-            if found is None:
-                spans.append(None)
-            else:
+        window = [around + timedelta(days=offset) for offset in range(-1, 7)]
+        # sessions of the days around the window too: an overnight session of the day after
+        # it starts on its last day
+        spans: list[tuple[datetime, datetime]] = []
+        for offset in range(-2, 9):
+            found = self.session(inst, around + timedelta(days=offset))
+            if found is not None:
                 spans.append(
                     (found.liquid_open, found.liquid_close) if liquid else (found.open, found.close)
                 )
-        text = hours_string(days, spans, ZoneInfo(inst.time_zone_id))
+        text = hours_string(window, spans, ZoneInfo(inst.time_zone_id))
         _remember(self._hours_memo, key, text, _HOURS_MEMO_LIMIT)
         return text
 

@@ -199,9 +199,13 @@ def _day(text: str) -> date:
 def assert_ohlc(bar: BarData, what: str) -> None:
     assert bar.low <= min(bar.open, bar.close) <= max(bar.open, bar.close) <= bar.high, bar
     if what == "TRADES":
-        assert bar.volume > 0, bar
-        assert bar.barCount > 0, bar
         assert bar.low <= float(bar.wap) <= bar.high, bar
+        if bar.barCount == 0:  # no trade in the bar: flat at the last price, as IB sends
+            assert bar.volume == 0, bar
+            assert bar.open == bar.high == bar.low == bar.close == float(bar.wap), bar
+        else:
+            assert bar.volume > 0, bar
+            assert bar.barCount > 0, bar
     else:  # IB sends -1 for volume, WAP and count of quote bars
         assert bar.volume == -1, bar
         assert bar.wap == -1, bar
@@ -544,7 +548,8 @@ class HistoryCase:
 
 HISTORY_CASES = {
     "60S-1secs-TRADES": HistoryCase(
-        "TRADES", "60 S", "1 secs", FRIDAY_CLOSE, 1, 1, None,
+        "TRADES", "60 S", "1 secs", FRIDAY_CLOSE, 1, 1, 60,  # quiet seconds: flat bars
+        first="20260227 15:59:00", last="20260227 15:59:59",
         start_text="20260227 15:59:00 US/Eastern", end_text=FRIDAY_CLOSE,
     ),
     "1800S-1min-MIDPOINT-epoch": HistoryCase(

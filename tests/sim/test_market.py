@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -23,7 +24,6 @@ from ibpilot.sim.market import (
     Bar,
     DataUnavailable,
     MarketModel,
-    Trade,
     black_scholes,
     group_daily,
     vwap,
@@ -350,15 +350,38 @@ def buckets(times: Sequence[int], size: int, tz: ZoneInfo) -> dict[int, list[int
 Row = tuple[float, float, float, float, int, float, int]
 
 
-def expect_trade_bars(prints: list[Trade], size: int, tz: ZoneInfo, tick: float) -> list[Row]:
-    by_time = {p.time: p for p in prints}
+def open_seconds(m: MarketModel, inst: Instrument, start: int, end: int, rth: bool) -> list[int]:
+    """The seconds of ``[start, end)`` inside trading hours (liquid hours with ``rth``)."""
+    return [
+        t for t in range(start, end)
+        if m.quote(inst, t).is_open and (not rth or in_liquid_hours(inst, t))
+    ]  # fmt: skip
+
+
+def expect_trade_bars(
+    m: MarketModel, inst: Instrument, start: int, end: int, size: int, rth: bool = False
+) -> list[Row]:
+    """TRADES bars from the prints and quotes: every bucket of open seconds holds its prints,
+    or is flat at the last price (Quote.last, else Quote.close) with volume 0 and count 0."""
+    by_time = {p.time: p for p in m.trades(inst, start, end)}
     rows: list[Row] = []
-    for group in buckets([p.time for p in prints], size, tz).values():
-        ps = [by_time[t] for t in group]
-        prices = [p.price for p in ps]
-        rows.append((ps[0].price, max(prices), min(prices), ps[-1].price,
-                     sum(p.size for p in ps), vwap(ps, tick), len(ps)))  # fmt: skip
+    seconds = open_seconds(m, inst, start, end, rth)
+    for first, group in buckets(seconds, size, ZoneInfo(inst.time_zone_id)).items():
+        ps = [by_time[t] for t in group if t in by_time]
+        if ps:
+            prices = [p.price for p in ps]
+            rows.append((ps[0].price, max(prices), min(prices), ps[-1].price,
+                         sum(p.size for p in ps), vwap(ps, inst.min_tick), len(ps)))  # fmt: skip
+            continue
+        q = m.quote(inst, first)
+        price = q.close if math.isnan(q.last) else q.last
+        if not math.isnan(price):
+            rows.append((price, price, price, price, 0, price, 0))
     return rows
+
+
+def rows(bars: list[Bar]) -> list[Row]:
+    return [(b.open, b.high, b.low, b.close, b.volume, b.wap, b.count) for b in bars]
 
 
 @pytest.mark.parametrize(("inst", "size"), [(AAPL, 60), (AAPL, 5), (THIN, 300), (ES, 3600)])
@@ -367,10 +390,8 @@ def test_trade_bars_are_exactly_the_aggregated_prints(
 ) -> None:
     start, end = et(2024, 3, 5, 9, 0), et(2024, 3, 5, 11, 0)
     bars = model.bars(inst, start, end, size, "TRADES", False)
-    prints = model.trades(inst, start, end)
-    got = [(b.open, b.high, b.low, b.close, b.volume, b.wap, b.count) for b in bars]
-    assert got == expect_trade_bars(prints, size, ZoneInfo(inst.time_zone_id), inst.min_tick)
-    assert all(b.time % size == 0 for b in bars)  # whole hours/minutes in both zones
+    assert rows(bars) == expect_trade_bars(model, inst, start, end, size)
+    assert [b.time for b in bars] == list(range(start, end, size))  # one bar per bucket
 
 
 @pytest.mark.parametrize("what", ["MIDPOINT", "BID", "ASK"])
@@ -405,23 +426,14 @@ def test_any_window_of_bars_is_the_aggregated_live_story(
     bars = MODEL.bars(inst, start, end, size, what, use_rth)
     tz = ZoneInfo(inst.time_zone_id)
     if what == "TRADES":
-        prints = MODEL.trades(inst, start, end)
-        if use_rth:
-            prints = [p for p in prints if in_liquid_hours(inst, p.time)]
-        expected = expect_trade_bars(prints, size, tz, inst.min_tick)
-        got = [(b.open, b.high, b.low, b.close, b.volume, b.wap, b.count) for b in bars]
-        assert got == expected
+        assert rows(bars) == expect_trade_bars(MODEL, inst, start, end, size, use_rth)
         return
-    times = [
-        t for t in range(start, end)
-        if MODEL.quote(inst, t).is_open and (not use_rth or in_liquid_hours(inst, t))
-    ]  # fmt: skip
-    rows = []
-    for group in buckets(times, size, tz).values():
+    expected = []
+    for group in buckets(open_seconds(MODEL, inst, start, end, use_rth), size, tz).values():
         qs = [MODEL.quote(inst, t) for t in group]
         vals = [q.bid if what == "BID" else q.ask if what == "ASK" else q.midpoint for q in qs]
-        rows.append((vals[0], max(vals), min(vals), vals[-1]))
-    assert [(b.open, b.high, b.low, b.close) for b in bars] == rows
+        expected.append((vals[0], max(vals), min(vals), vals[-1]))
+    assert [(b.open, b.high, b.low, b.close) for b in bars] == expected
 
 
 def in_liquid_hours(inst: Instrument, t: int) -> bool:
@@ -461,12 +473,90 @@ def test_a_partial_window_gives_partial_bars_with_aligned_times(model: MarketMod
 
 def test_bars_before_the_model_epoch_are_empty(model: MarketModel) -> None:
     assert model.bars(AAPL, MODEL_EPOCH - 10 * 86_400, MODEL_EPOCH, 3600, "TRADES", False) == []
-    head = model.head_timestamp(AAPL, "TRADES", True)
-    assert head >= MODEL_EPOCH
-    assert datetime.fromtimestamp(head, NY).strftime("%H:%M") == "09:30"
+    # the fake calendar trades on 2020-01-01; the previous close makes a bar at the open
+    assert model.head_timestamp(AAPL, "TRADES", True) == et(2020, 1, 1, 9, 30)
+    # with extended hours: the 2019-12-31 session runs to 20:00 ET, past the epoch
+    assert model.head_timestamp(AAPL, "TRADES", False) == MODEL_EPOCH
     assert model.head_timestamp(EUR, "MIDPOINT", False) == int(
         datetime(2020, 1, 1, 0, tzinfo=UTC).timestamp()
     )  # in the session that opened on 2019-12-31 17:15 ET
+
+
+# ----- quiet buckets: flat TRADES bars ----------------------------------------------------
+def test_a_quiet_bucket_is_a_flat_bar_at_the_last_price(model: MarketModel) -> None:
+    start, end = et(2024, 3, 5, 10), et(2024, 3, 5, 11)
+    bars = model.bars(THIN, start, end, 5, "TRADES", True)
+    assert [b.time for b in bars] == list(range(start, end, 5))  # a bar every 5 seconds
+    quiet = [(before, bar) for before, bar in pairwise(bars) if bar.count == 0]
+    assert len(quiet) > 100  # THIN prints about every 12 seconds
+    for before, bar in quiet:
+        price = before.close
+        assert (bar.open, bar.high, bar.low, bar.close, bar.volume, bar.wap) == (
+            price, price, price, price, 0, price,
+        )  # fmt: skip
+        assert model.quote(THIN, bar.time).last == price
+        assert model.trades(THIN, bar.time, bar.time + 5) == []
+
+
+def test_before_the_first_print_of_a_session_bars_are_flat_at_the_previous_close(
+    model: MarketModel,
+) -> None:
+    open_ = et(2024, 3, 5, 4)
+    first = model.trades(THIN, open_, open_ + 3600)[0]
+    assert first.time >= open_ + 10  # a quiet pre-market start
+    bars = model.bars(THIN, open_, first.time, 5, "TRADES", False)
+    prev = CAL.session(THIN, date(2024, 3, 4))
+    assert prev is not None
+    last = model.trades(THIN, int(prev.open.timestamp()), int(prev.close.timestamp()))[-1]
+    assert model.quote(THIN, open_).close == last.price
+    assert bars[0].time == open_
+    assert {
+        (b.open, b.close, b.volume, b.wap, b.count) for b in bars if b.time + 5 <= first.time
+    } == {(last.price, last.price, 0, last.price, 0)}
+
+
+@dataclass
+class ListedFrom(FakeCalendar):
+    """The fake calendar for an instrument that starts trading on ``first_day``."""
+
+    first_day: date = date(2020, 3, 2)
+
+    def session(self, inst: Instrument, day: date) -> Session | None:
+        return None if day < self.first_day else super().session(inst, day)
+
+
+def test_a_new_listing_has_no_trade_bars_before_its_first_print() -> None:
+    m = MarketModel(ListedFrom({THIN.con_id: THIN}), SEED)
+    open_ = et(2020, 3, 2, 4)
+    first = m.trades(THIN, open_, open_ + 3600)[0]
+    bars = m.bars(THIN, open_, open_ + 3600, 5, "TRADES", False)
+    assert bars[0].time == first.time - first.time % 5
+    assert bars[0].count > 0
+    assert m.head_timestamp(THIN, "TRADES", False) == first.time
+    assert m.head_timestamp(THIN, "TRADES", True) == et(2020, 3, 2, 9, 30)  # pre-market printed
+    assert m.head_timestamp(THIN, "MIDPOINT", False) == open_
+
+
+@pytest.mark.parametrize(
+    ("inst", "start", "use_rth"),
+    [
+        (THIN, et(2024, 3, 5, 9, 25), False),
+        (THIN, et(2024, 3, 5, 9, 25), True),  # the first RTH bars carry the pre-market price
+        (AAPL, et(2024, 3, 5, 19, 55), False),  # through the close
+        (ES, et(2024, 3, 5, 16, 58), False),  # through the CME daily break and reopen
+    ],
+)
+def test_bars_asked_one_bucket_at_a_time_are_the_history(
+    inst: Instrument, start: int, use_rth: bool
+) -> None:
+    end = start + 75 * 60
+    history = MODEL.bars(inst, start, end, 5, "TRADES", use_rth)
+    live = MarketModel(CAL, SEED)  # another process, as the live feed asks: bucket by bucket
+    one_by_one = [
+        b for t in range(start, end, 5) for b in live.bars(inst, t, t + 5, 5, "TRADES", use_rth)
+    ]
+    assert one_by_one == history
+    assert any(b.count == 0 for b in history)
 
 
 def test_daily_bars_aggregate_the_session(model: MarketModel) -> None:
@@ -579,10 +669,24 @@ def test_the_model_runs_on_the_real_reference_data() -> None:
     assert m.mid(es, t) > m.mid(spot, t) > 0  # positive carry
     # across the CME daily break (16:00-17:00 CT) and the FX break (17:00-17:15 ET)
     start, end = et(2026, 3, 3, 16), et(2026, 3, 3, 19)
-    bars = m.bars(es, start, end, 1800, "TRADES", False)
-    expected = expect_trade_bars(m.trades(es, start, end), 1800, ZoneInfo(es.time_zone_id), 0.25)
-    assert [(b.open, b.high, b.low, b.close, b.volume, b.wap, b.count) for b in bars] == expected
+    assert rows(m.bars(es, start, end, 1800, "TRADES", False)) == expect_trade_bars(
+        m, es, start, end, 1800
+    )
     (eur, *_) = ref.resolve(ContractQuery(symbol="EUR", sec_type="CASH"), date(2026, 3, 3))
     hours = [datetime.fromtimestamp(b.time, NY).strftime("%H:%M")
              for b in m.bars(eur, start, end, 900, "MIDPOINT", False)]  # fmt: skip
     assert "17:00" not in hours
+
+
+def test_history_starts_on_the_first_trading_day_of_2020() -> None:
+    ref = RefData.load()
+    m = MarketModel(ref, SEED)
+    on = date(2026, 3, 3)
+    (aapl,) = ref.resolve(ContractQuery(symbol="AAPL", sec_type="STK"), on)
+    (spx,) = ref.resolve(ContractQuery(symbol="SPX", sec_type="IND"), on)
+    assert ref.session(aapl, date(2020, 1, 1)) is None  # New Year's Day
+    assert m.head_timestamp(aapl, "TRADES", True) == et(2020, 1, 2, 9, 30)
+    assert m.head_timestamp(aapl, "MIDPOINT", True) == et(2020, 1, 2, 9, 30)
+    # extended hours of 2019-12-31 run to 20:00 ET, an hour past the epoch
+    assert m.head_timestamp(aapl, "TRADES", False) == MODEL_EPOCH
+    assert m.head_timestamp(spx, "TRADES", True) == et(2020, 1, 2, 9, 30)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -169,7 +171,10 @@ def _observed(day: date) -> date | None:
 
 
 def nyse_holidays(year: int) -> set[date]:
-    fixed = [date(year, 1, 1), date(year, 6, 19), date(year, 7, 4), date(year, 12, 25)]
+    """NYSE Rule 7.2 full-day holidays; Juneteenth from 2022 (the first year NYSE closed)."""
+    fixed = [date(year, 1, 1), date(year, 7, 4), date(year, 12, 25)]
+    if year >= 2022:
+        fixed.append(date(year, 6, 19))
     floating = [
         _nth_weekday(year, 1, 0, 3),
         _nth_weekday(year, 2, 0, 3),
@@ -181,7 +186,7 @@ def nyse_holidays(year: int) -> set[date]:
     return {d for d in map(_observed, fixed) if d is not None} | set(floating)
 
 
-@pytest.mark.parametrize("year", [2025, 2026, 2027, 2028])
+@pytest.mark.parametrize("year", range(2020, 2029))
 def test_nyse_holidays_follow_the_exchange_rules(rd: RefData, year: int) -> None:
     aapl = one(rd, symbol="AAPL", sec_type="STK")
     closed = {
@@ -195,6 +200,18 @@ def test_nyse_holidays_follow_the_exchange_rules(rd: RefData, year: int) -> None
     if year == 2025:
         expected.add(date(2025, 1, 9))  # national day of mourning for President Carter
     assert closed == expected
+
+
+def test_the_rules_give_the_holidays_nyse_published() -> None:
+    """Spot checks of the rule helpers against NYSE's published calendars."""
+    assert {date(2021, 12, 24), date(2022, 6, 20), date(2022, 12, 26), date(2023, 1, 2)} <= (
+        nyse_holidays(2021) | nyse_holidays(2022) | nyse_holidays(2023)
+    )
+    assert date(2021, 12, 31) not in nyse_holidays(2021)  # New Year's Day 2022 was a Saturday
+    assert date(2021, 6, 18) not in nyse_holidays(2021)  # Juneteenth closed NYSE from 2022
+    assert {date(2020, 4, 10), date(2020, 7, 3), date(2024, 3, 29)} <= (
+        nyse_holidays(2020) | nyse_holidays(2024)
+    )
 
 
 # ----- resolve ---------------------------------------------------------------------------
@@ -582,32 +599,129 @@ def test_trading_hours_strings_match_tws_format(rd: RefData) -> None:
     assert rd.liquid_hours(aapl, date(2026, 3, 4)).startswith(
         "20260303:0930-20260303:1600;20260304:0930-20260304:1600"
     )
+    # As TWS sends ES (captured 2023: "...;20231019:1700-20231020:1600;20231021:CLOSED;
+    # 20231022:1700-20231023:1600"): each session under its own start date, Sunday's open
+    # included, CLOSED only for a day on which no session starts or ends.
     es = rd.resolve(ContractQuery(symbol="ES"), MONDAY)[0]
-    hours = rd.trading_hours(es, MONDAY)
-    assert hours.startswith("20260301:CLOSED;20260301:1700-20260302:1600;20260302:1700-20260303")
-    assert rd.liquid_hours(es, MONDAY).split(";")[1] == "20260302:0830-20260302:1500"
+    assert rd.trading_hours(es, MONDAY) == (
+        "20260301:1700-20260302:1600;20260302:1700-20260303:1600;"
+        "20260303:1700-20260304:1600;20260304:1700-20260305:1600;"
+        "20260305:1700-20260306:1600;20260307:CLOSED;20260308:1700-20260309:1600"
+    )
+    # and its liquid hours (captured 2021: "20211031:CLOSED;20211101:0830-20211101:1500")
+    assert rd.liquid_hours(es, MONDAY) == (
+        "20260301:CLOSED;20260302:0830-20260302:1500;20260303:0830-20260303:1500;"
+        "20260304:0830-20260304:1500;20260305:0830-20260305:1500;"
+        "20260306:0830-20260306:1500;20260307:CLOSED;20260308:CLOSED"
+    )
+    # Martin Luther King Jr. Day, a Monday holiday: Tuesday's session opens on Monday evening
+    friday = date(2026, 1, 16)
+    es = rd.resolve(ContractQuery(symbol="ES"), friday)[0]
+    assert "20260117:CLOSED;20260118:CLOSED;20260119:1700-20260120:1600" in rd.trading_hours(
+        es, friday
+    )
 
 
-@pytest.mark.parametrize(
-    ("symbol", "sec_type"), [("AAPL", "STK"), ("ES", "FUT"), ("EUR", "CASH"), ("SPX", "IND")]
-)
-def test_ib_async_parses_our_hours_into_our_sessions(
-    rd: RefData, symbol: str, sec_type: str
+def parse_ib_hours(text: str, zone: str) -> tuple[list[date], list[tuple[datetime, datetime]]]:
+    """IB's tradingHours form, read independently of ib_async: ``;``-separated entries
+    ``yyyymmdd:CLOSED`` or ``yyyymmdd:hhmm-yyyymmdd:hhmm`` (wall clock in ``zone``).
+    Returns each entry's leading date, in order, and the open spans."""
+    tz = ZoneInfo(zone)
+
+    def at(day: str, hhmm: str = "0000") -> datetime:
+        return datetime.strptime(day + hhmm, "%Y%m%d%H%M").replace(tzinfo=tz)
+
+    dates: list[date] = []
+    spans: list[tuple[datetime, datetime]] = []
+    for entry in text.split(";"):
+        closed = re.fullmatch(r"(\d{8}):CLOSED", entry)
+        span = re.fullmatch(r"(\d{8}):(\d{4})-(\d{8}):(\d{4})", entry)
+        found = closed or span
+        assert found is not None, entry
+        if span:
+            spans.append((at(span[1], span[2]), at(span[3], span[4])))
+        dates.append(at(found[1]).date())
+    return dates, spans
+
+
+HOURS_DAYS = [
+    MONDAY,
+    date(2026, 3, 8),  # US clocks change on this Sunday
+    date(2026, 1, 16),  # Friday before Martin Luther King Jr. Day
+    date(2026, 11, 25),  # Thanksgiving week
+    date(2026, 12, 31),  # New Year
+    date(2022, 6, 17),  # Juneteenth observed on Monday 2022-06-20
+]
+
+
+HOURS_INSTRUMENTS = [("AAPL", "STK"), ("ES", "FUT"), ("CL", "FUT"), ("EUR", "CASH"), ("SPX", "IND")]
+
+
+@pytest.mark.parametrize("around", HOURS_DAYS)
+@pytest.mark.parametrize(("symbol", "sec_type"), HOURS_INSTRUMENTS)
+def test_hours_strings_give_back_exactly_our_sessions(
+    rd: RefData, symbol: str, sec_type: str, around: date
 ) -> None:
-    inst = rd.resolve(ContractQuery(symbol=symbol, sec_type=sec_type), MONDAY)[0]
+    check_hours_strings(
+        rd, rd.resolve(ContractQuery(symbol=symbol, sec_type=sec_type), around)[0], around
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    instrument=st.sampled_from(HOURS_INSTRUMENTS),
+    around=st.dates(min_value=date(2020, 1, 1), max_value=date(2028, 12, 20)),
+)
+def test_hours_strings_of_any_week_give_back_exactly_our_sessions(
+    rd: RefData, instrument: tuple[str, str], around: date
+) -> None:
+    symbol, sec_type = instrument
+    check_hours_strings(
+        rd, rd.resolve(ContractQuery(symbol=symbol, sec_type=sec_type), around)[0], around
+    )
+
+
+def check_hours_strings(rd: RefData, inst: Instrument, around: date) -> None:
+    """ib_async and an independent reader of IB's format both get back exactly the sessions
+    that touch the window's days; every window day is described once, closed or open."""
+    tz = ZoneInfo(inst.time_zone_id)
+    window = [around + timedelta(days=d) for d in range(-1, 7)]
+    near = rd.sessions_between(
+        inst,
+        datetime.combine(window[0] - timedelta(days=3), datetime.min.time(), tz),
+        datetime.combine(window[-1] + timedelta(days=3), datetime.min.time(), tz),
+    )
     details = ContractDetails(
         timeZoneId=inst.time_zone_id,
-        tradingHours=rd.trading_hours(inst, MONDAY),
-        liquidHours=rd.liquid_hours(inst, MONDAY),
+        tradingHours=rd.trading_hours(inst, around),
+        liquidHours=rd.liquid_hours(inst, around),
     )
-    days = [MONDAY + timedelta(days=d) for d in range(-1, 7)]
-    sessions = [s for d in days if (s := rd.session(inst, d)) is not None]
-    assert [(t.start, t.end) for t in details.tradingSessions()] == [
-        (s.open, s.close) for s in sessions
-    ]
-    assert [(t.start, t.end) for t in details.liquidSessions()] == [
-        (s.liquid_open, s.liquid_close) for s in sessions
-    ]
+    for text, parsed, spans in (
+        (details.tradingHours, details.tradingSessions(), [(s.open, s.close) for s in near]),
+        (
+            details.liquidHours,
+            details.liquidSessions(),
+            [(s.liquid_open, s.liquid_close) for s in near],
+        ),
+    ):
+        touching = [
+            (a, b)
+            for a, b in spans
+            if a.astimezone(tz).date() <= window[-1] and b.astimezone(tz).date() >= window[0]
+        ]
+        assert [(t.start, t.end) for t in parsed] == touching
+        dates, open_spans = parse_ib_hours(text, inst.time_zone_id)
+        assert open_spans == touching
+        assert dates == sorted(dates)
+        open_days = {
+            d
+            for a, b in touching
+            for d in window
+            if a.astimezone(tz).date() <= d <= b.astimezone(tz).date()
+        }
+        closed_days = [d for d in window if f"{d:%Y%m%d}:CLOSED" in text.split(";")]
+        assert closed_days == [d for d in window if d not in open_days]
+        assert len(dates) == len(touching) + len(closed_days)
 
 
 # ----- user extension files --------------------------------------------------------------

@@ -1,7 +1,8 @@
 """ibpilot: run trading strategies on Interactive Brokers safely, with a simulated IB Gateway.
 
 Sub-commands: ``sim`` (the simulated gateway, in the foreground), ``sim-ctl`` (its
-faults), ``ledger`` (show, verify, export), ``demo`` (a simulator and a session).
+faults), ``ledger`` (show, verify, export), ``demo`` (a simulator and a session),
+``test`` (check adapter.json against its gateway, one line per check).
 User mistakes end with a one-line error naming what was wrong and a non-zero
 exit, never a traceback.
 """
@@ -110,6 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="start a simulator and run a scripted session against it")
     demo.add_argument("--seed", type=int, default=1, help="price model seed (default 1)")
+
+    test = sub.add_parser(
+        "test",
+        help="check adapter.json against the gateway it names, one line per check "
+        "(never places an order)",
+    )
+    test.add_argument(
+        "--adapter",
+        default="ibkr",
+        metavar="NAME|PATH",
+        help='"ibkr" (the default) reads ./adapter.json; any other value is a path',
+    )
     return parser
 
 
@@ -176,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ibpilot.demo import run_demo  # noqa: PLC0415 (imports ib_async)
 
             return asyncio.run(run_demo(seed=args.seed))
+        if args.command == "test":
+            return _run_test(args)
     except UserError as exc:
         print(f"ibpilot: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -183,6 +198,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     parser.error(f"unknown command {args.command!r}")
     return EXIT_USAGE  # pragma: no cover (parser.error exits)
+
+
+def _run_test(args: argparse.Namespace) -> int:
+    from ibpilot.diagnose import run_test  # noqa: PLC0415 (imports ib_async)
+
+    quiet = [logging.getLogger(name) for name in ("ib_async", "ibpilot.broker")]
+    levels = [logger.level for logger in quiet]
+    if not args.verbose:  # every failure is reported on its check's line
+        for logger in quiet:
+            logger.setLevel(logging.CRITICAL)
+    try:
+        return asyncio.run(run_test(args.adapter, lambda line: print(f"[ibpilot] {line}")))
+    finally:
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
 
 
 async def _run_sim(args: argparse.Namespace) -> int:

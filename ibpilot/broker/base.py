@@ -16,6 +16,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol, TypeAlias
 
+from ibpilot.errors import CatalogueEntry
+
 
 class ConnectionState(enum.StrEnum):
     """The broker link as the runtime sees it."""
@@ -204,6 +206,43 @@ class BrokerError:
 
 
 BrokerEvent: TypeAlias = Quote | Bar | OrderReport | ExecutionReport | ConnectionEvent | BrokerError
+
+
+def _render(entry: CatalogueEntry, detail: str) -> str:
+    detail = detail.strip().rstrip(".")
+    lead = f"{entry.name} - {detail}. " if detail else f"{entry.name} - "
+    return f"{lead}{entry.cause} Fix: {entry.fix}"
+
+
+class BrokerConnectError(Exception):
+    """Connecting failed: ``entry`` is the catalogue's name, cause and fix; ``detail`` says more.
+
+    ``info`` is set when the API handshake itself succeeded (e.g. WRONG_ENVIRONMENT: the gateway
+    answered, but for the wrong account); the connection is closed again either way.
+    ``str()`` is one line: ``NAME - detail. cause Fix: fix``.
+    """
+
+    def __init__(
+        self, entry: CatalogueEntry, detail: str, info: ConnectionInfo | None = None
+    ) -> None:
+        self.entry = entry
+        self.detail = detail
+        self.info = info
+        super().__init__(_render(entry, detail))
+
+
+class BrokerRequestError(Exception):
+    """One request failed (no such contract, ambiguous, pacing, not connected...); the link lives.
+
+    ``code`` is IB's error code when IB answered with one.  ``str()`` is one line, as for
+    :class:`BrokerConnectError`.
+    """
+
+    def __init__(self, entry: CatalogueEntry, detail: str, code: int | None = None) -> None:
+        self.entry = entry
+        self.detail = detail
+        self.code = code
+        super().__init__(_render(entry, detail))
 
 
 class Broker(Protocol):

@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ibpilot import __version__
+from ibpilot.cli_bot import add_bot_commands, run_bot_command
 from ibpilot.sim.protocol import MAX_SERVER_VERSION, MIN_CLIENT_VERSION
 
 EXIT_OK = 0
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME|PATH",
         help='"ibkr" (the default) reads ./adapter.json; any other value is a path',
     )
+    add_bot_commands(sub)
     return parser
 
 
@@ -191,6 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_demo(seed=args.seed))
         if args.command == "test":
             return _run_test(args)
+        code = run_bot_command(args)
+        if code is not None:
+            return code
     except UserError as exc:
         print(f"ibpilot: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,0 +1,610 @@
+"""The engine: market data -> strategy -> gate -> OMS -> broker, the same loop live and backtest.
+
+:meth:`Engine.run` connects, ledgers START, CONFIG_LOADED, SPEC_HASH and CONNECTION, resolves the
+instruments, reconciles (the OMS against the broker's orders and executions; positions from the
+broker), starts the strategy, warms it up on history (its proposals are dropped then),
+subscribes, and consumes the broker's events until :meth:`Engine.stop` or the end of the feed.
+Every order, whoever proposes it (strategy, dashboard ticket, flatten), takes one path:
+``_propose``: the gate decides on a state built from the broker and the OMS, the OMS ledgers
+the proposal and decision (refusals too) and, if allowed, the intent before sending it.
+
+Positions come from the broker at each reconciliation and move with fills in between.  Today's
+P&L is the engine's own: realised from fills (less commissions) plus unrealised against the
+day's basis (positions held at the start are valued from the last price seen); it restarts at
+midnight in the first instrument's time zone and, for now, at each start of the engine: a
+restarted bot does not remember the loss already taken today.  A daily loss above the
+mandate's halts the bot (and flattens it through the gate if the mandate says so).  Cancelling
+the ``run()`` task is a crash: nothing is cancelled and no STOP is written; use
+:meth:`Engine.stop`.  Fills found by a reconciliation move positions but are not replayed to
+``on_fill``.  Subscriptions are the broker's to renew after a reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from ibpilot.broker.base import Bar as BrokerBar
+from ibpilot.broker.base import (
+    Broker,
+    BrokerError,
+    BrokerEvent,
+    ConnectionEvent,
+    ConnectionInfo,
+    ConnectionState,
+    Contract,
+    ContractRef,
+    ExecutionReport,
+    OrderReport,
+)
+from ibpilot.broker.base import Quote as BrokerQuote
+from ibpilot.config import Environment, LoadedStrategy, OnStop, OrderType, SecType
+from ibpilot.gate import (
+    Decision,
+    GateState,
+    Proposal,
+    Reason,
+    ReasonCode,
+    Sessions,
+    Side,
+    Source,
+    TimeInForce,
+    TradingState,
+    TradingTrigger,
+    decide,
+    next_trading_state,
+)
+from ibpilot.gate import Quote as GateQuote
+from ibpilot.ledger import EntryKind, Ledger
+from ibpilot.oms import Intent, IntentState, Oms, Reconciliation
+from ibpilot.strategies import (
+    Bar,
+    BarBuilder,
+    Context,
+    ContextData,
+    Fill,
+    Quote,
+    Strategy,
+    call_hook,
+    load_strategy_class,
+)
+from ibpilot.strategies.base import freeze
+
+Clock = Callable[[], datetime]
+SessionsFor = Callable[[str, datetime], Sessions | None]
+ZERO = Decimal(0)
+_K = EntryKind
+_DEFAULT_INSTRUMENT = (SecType.STK, Decimal(1))
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """One gate decision, for the status view."""
+
+    time: datetime
+    source: str
+    symbol: str
+    side: str
+    quantity: Decimal
+    allowed: bool
+    codes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStatus:
+    """A snapshot for the CLI and the dashboard."""
+
+    running: bool
+    environment: Environment
+    strategy: str
+    spec_hash: str
+    connection: ConnectionState
+    trading_state: TradingState
+    halt_reason: str | None
+    positions: Mapping[str, Decimal]
+    marks: Mapping[str, Decimal]
+    realized_pnl: Decimal
+    unrealized_pnl: Decimal
+    open_orders: tuple[Intent, ...]
+    last_decisions: tuple[DecisionRecord, ...]
+    strategy_errors: int
+    last_reconciliation: Reconciliation | None
+
+
+class _Book:
+    """Positions by symbol and today's P&L (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.quantity: dict[str, Decimal] = {}
+        self.basis: dict[str, Decimal] = {}  # today's cost per unit of the open position
+        self.marks: dict[str, Decimal] = {}
+        self.multipliers: dict[str, Decimal] = {}
+        self.realized = ZERO
+
+    def mark(self, symbol: str, price: Decimal | None) -> None:
+        if price is not None:
+            self.marks[symbol] = price
+            if self.quantity.get(symbol) and symbol not in self.basis:
+                self.basis[symbol] = price
+
+    def fill(self, symbol: str, signed: Decimal, price: Decimal, commission: Decimal) -> None:
+        self.realized -= commission
+        held, basis = self.quantity.get(symbol, ZERO), self.basis.get(symbol, price)
+        after = held + signed
+        if held and (held > 0) != (signed > 0):  # reducing, maybe crossing zero
+            closed = min(abs(signed), abs(held))
+            sign = 1 if held > 0 else -1
+            self.realized += (price - basis) * closed * sign * self.multipliers.get(symbol, 1)
+            basis = price if after and (after > 0) != (held > 0) else basis
+        elif after:
+            basis = (basis * held + price * signed) / after
+        self.quantity[symbol] = after
+        self.basis.pop(symbol, None)
+        if after:
+            self.basis[symbol] = basis
+
+    @property
+    def unrealized(self) -> Decimal:
+        total = ZERO
+        for symbol, held in self.quantity.items():
+            if held and symbol in self.marks and symbol in self.basis:
+                mult = self.multipliers.get(symbol, Decimal(1))
+                total += held * (self.marks[symbol] - self.basis[symbol]) * mult
+        return total
+
+    def set_positions(self, positions: Mapping[str, Decimal]) -> dict[str, Decimal]:
+        """Adopt the broker's positions; returns the differences (broker minus ours)."""
+        changed = {}
+        for symbol in set(self.quantity) | set(positions):
+            ours, theirs = self.quantity.get(symbol, ZERO), positions.get(symbol, ZERO)
+            if ours != theirs:
+                changed[symbol] = theirs - ours
+                self.quantity[symbol] = theirs
+                self.basis.pop(symbol, None)
+                self.mark(symbol, self.marks.get(symbol))
+        return changed
+
+    def new_day(self) -> None:
+        self.realized = ZERO
+        self.basis = {s: self.marks[s] for s, q in self.quantity.items() if q and s in self.marks}
+
+
+class Engine:
+    """One strategy on one broker, with one ledger. See the module docstring."""
+
+    def __init__(
+        self, strategy_config: LoadedStrategy, broker: Broker, ledger: Ledger, clock: Clock, *,
+        environment: Environment, strategy: Strategy | None = None,
+        max_strategy_errors: int | None = 3, sessions: SessionsFor | None = None,
+        feed_bar_seconds: int = 5, history_limit: int = 2000, rng: random.Random | None = None,
+    ) -> None:  # fmt: skip
+        """``strategy`` overrides the file's class (tests, notebooks); ``max_strategy_errors``
+        halts after that many hook failures (None: never); ``sessions`` gives liquid hours per
+        symbol for the gate.  Raises StrategyLoadError if the file's class cannot be loaded."""
+        self.config, self.spec_hash = strategy_config.config, strategy_config.spec_hash
+        self._raw = strategy_config.raw_bytes
+        self.environment, self._clock = environment, clock
+        self._broker, self._ledger = broker, ledger
+        self._strategy = strategy or load_strategy_class(self.config.strategy)()
+        self._oms = Oms(ledger, broker, spec_hash=self.spec_hash, clock=clock, rng=rng)
+        self._max_errors, self._sessions = max_strategy_errors, sessions
+        self._bars, self._book = BarBuilder(self.config.bar_size, feed_bar_seconds), _Book()
+        kinds = {
+            i.symbol: (i.sec_type, i.multiplier or Decimal(1)) for i in self.config.instruments
+        }
+        self._data = ContextData(clock, freeze(self.config.params), kinds, history_limit)
+        self._ctx = Context(self._data)
+        self._contracts: dict[str, Contract] = {}
+        self._symbols: dict[int, str] = {}
+        self._zones: dict[int, ZoneInfo] = {}
+        self._quotes: dict[str, GateQuote] = {}
+        self._connection, self._trading = ConnectionState.DISCONNECTED, TradingState.ACTIVE
+        self._halt_reason: str | None = None
+        self._decisions: deque[DecisionRecord] = deque(maxlen=100)
+        self._errors, self._loss_halted, self._day = 0, False, date.min
+        self._started = self._running = self._stopping = False
+        self._stop_reason = "operator"
+        self._stop_requested, self._done = asyncio.Event(), asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._last_reconciliation: Reconciliation | None = None
+
+    # -- the run ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until :meth:`stop` or the end of the broker's events, then stop (see on_stop).
+
+        Raises what connecting, resolving an instrument or the first reconciliation raises
+        (BrokerConnectError, BrokerRequestError), and LedgerError; after START, STOP records it.
+        """
+        self._running = True
+        try:
+            info = await self._broker.connect()
+            events = aiter(self._broker.events())  # from now on: nothing during start-up is lost
+            self._connection = ConnectionState.CONNECTED
+            self._log_start(info)
+            try:
+                await self._start()
+                reason = await self._loop(events)
+            except Exception as exc:
+                await self._shutdown(f"error: {type(exc).__name__}: {exc}")
+                raise
+            await self._shutdown(reason)
+        finally:
+            self._running = False
+            self._done.set()
+
+    async def stop(self, reason: str = "operator") -> None:
+        """No new orders; the on_stop policy; STOP; disconnect. Returns when run() has ended.
+
+        Not for use from inside the run (a strategy hook): it would wait for itself.
+        """
+        self._stop_reason = reason
+        self._stop_requested.set()
+        if self._running:
+            await self._done.wait()
+
+    def _log_start(self, info: ConnectionInfo) -> None:
+        start = {"environment": self.environment, "strategy": self.config.strategy,
+                 "name": self.config.name, "accounts": list(info.accounts),
+                 "server_version": info.server_version, "host": info.host, "port": info.port,
+                 "client_id": info.client_id}  # fmt: skip
+        config = {"name": self.config.name, "config": self.config.model_dump(mode="json"),
+                  "file": self._raw.decode("utf-8", "replace")}  # fmt: skip
+        records: list[tuple[EntryKind, Mapping[str, object]]] = [
+            (_K.START, start), (_K.CONFIG_LOADED, config),
+            (_K.SPEC_HASH, {"spec_hash": self.spec_hash}),
+            (_K.CONNECTION, {"state": ConnectionState.CONNECTED, "accounts": list(info.accounts)}),
+        ]  # fmt: skip
+        self._ledger.append_many(records, ts=self._clock(), spec_hash=self.spec_hash)
+
+    async def _start(self) -> None:
+        for inst in self.config.instruments:
+            ref = ContractRef(
+                inst.symbol, inst.sec_type.value, inst.exchange, inst.currency,
+                inst.primary_exchange or "", inst.last_trade_date_or_contract_month or "",
+                inst.strike, inst.right.value if inst.right else "",
+                str(inst.multiplier) if inst.multiplier else "",
+            )  # fmt: skip
+            self._register(inst.symbol, await self._broker.resolve(ref))
+        await self._reconcile("restart" if self._oms.intents() else "start")
+        self._started = True
+        if not await self._call("on_start"):
+            await self.halt("the strategy failed to start", source="strategy_errors")
+        await self._warm_up()
+        for contract in self._contracts.values():
+            await self._broker.subscribe(contract)
+
+    def _register(self, symbol: str, contract: Contract) -> None:
+        self._contracts[symbol], self._symbols[contract.con_id] = contract, symbol
+        self._zones[contract.con_id] = ZoneInfo(contract.time_zone)
+        self._book.multipliers[symbol] = contract.multiplier
+        sec_type = self._data.instruments.get(symbol, _DEFAULT_INSTRUMENT)[0]
+        self._data.instruments[symbol] = (sec_type, contract.multiplier)
+
+    async def _warm_up(self) -> None:
+        self._data.warming_up = True
+        bars: list[BrokerBar] = []
+        for symbol, contract in self._contracts.items():
+            try:
+                bars += await self._broker.history(
+                    contract, end=None, duration=self.config.warmup, bar_size=self.config.bar_size
+                )
+            except Exception as exc:  # no warm-up for this symbol; the bot still runs
+                self._append(_K.NOTE, {"warmup_failed": symbol, "error": f"{exc}"[:500]})
+        for b in sorted(bars, key=lambda b: b.time):
+            symbol = self._symbols[b.con_id]
+            self._book.mark(symbol, b.close)
+            await self._strategy_bar(Bar(symbol, b.time, b.open, b.high, b.low, b.close, b.volume))
+        self._data.warming_up = False
+        self._book.new_day()  # held positions count from the last price, not from history
+
+    async def _loop(self, events: AsyncIterator[BrokerEvent]) -> str:
+        stop = asyncio.ensure_future(self._stop_requested.wait())
+        try:
+            while not self._stop_requested.is_set():
+                step = asyncio.ensure_future(anext(events, None))
+                await asyncio.wait({step, stop}, return_when=asyncio.FIRST_COMPLETED)
+                if not step.done():
+                    step.cancel()
+                    break
+                event = step.result()
+                if event is None:
+                    return "end of feed"
+                await self._dispatch(event)
+        finally:
+            stop.cancel()
+        return self._stop_reason
+
+    async def _dispatch(self, event: object) -> None:
+        match event:
+            case BrokerQuote():
+                await self._on_quote(event)
+            case BrokerBar():
+                await self._on_bar(event)
+            case OrderReport():
+                self._oms.on_order_report(event)
+            case ExecutionReport():
+                await self._on_execution(event)
+            case ConnectionEvent():
+                await self._on_connection(event)
+            case BrokerError():
+                self._oms.on_broker_error(event)
+
+    async def _shutdown(self, reason: str) -> None:
+        self._stopping = True
+        if self._started:
+            await self._call("on_stop")
+        cancelled: list[str] = []
+        if self._started and self.config.on_stop is OnStop.CANCEL_OPEN_ORDERS:
+            cancelled = await self._oms.cancel_all("stop")
+        payload = {"reason": reason, "on_stop": self.config.on_stop, "cancelled": cancelled,
+                   "open_orders": [i.intent_id for i in self._oms.intents(open_only=True)],
+                   "positions": {s: q for s, q in self._book.quantity.items() if q}}  # fmt: skip
+        self._append(_K.STOP, payload)
+        for contract in self._contracts.values():
+            with contextlib.suppress(Exception):  # leaving anyway
+                await self._broker.unsubscribe(contract)
+        with contextlib.suppress(Exception):
+            await self._broker.disconnect()
+        self._connection = ConnectionState.DISCONNECTED
+
+    # -- events -------------------------------------------------------------------------------
+
+    async def _on_quote(self, q: BrokerQuote) -> None:
+        symbol = self._symbols.get(q.con_id)
+        if symbol is None:
+            return
+        quote = GateQuote(bid=q.bid, ask=q.ask, last=q.last, time=q.time)
+        self._quotes[symbol] = quote
+        self._data.quotes[symbol] = Quote(symbol, q.time, q.bid, q.ask, q.last)
+        self._book.mark(symbol, quote.mid if quote.mid is not None else q.last)
+        await self._check_loss()
+        await self._call("on_tick", self._data.quotes[symbol])
+
+    async def _on_bar(self, b: BrokerBar) -> None:
+        symbol = self._symbols.get(b.con_id)
+        if symbol is None:
+            return
+        self._book.mark(symbol, b.close)
+        bar = Bar(symbol, b.time, b.open, b.high, b.low, b.close, b.volume)
+        for done in self._bars.add(bar, self._zones[b.con_id]):
+            await self._strategy_bar(done)
+        await self._check_loss()
+
+    async def _strategy_bar(self, bar: Bar) -> None:
+        self._data.add_bar(bar)
+        await self._call("on_bar", bar)
+
+    async def _on_execution(self, e: ExecutionReport) -> None:
+        outcome = self._oms.on_execution(e)
+        symbol = self._symbols.get(e.con_id)
+        if outcome is None or symbol is None:
+            return
+        if outcome.commission_only:  # IB reports the commission after the fill
+            self._book.realized -= e.commission or ZERO
+            return
+        quantity = e.quantity - (outcome.replaced.quantity if outcome.replaced else ZERO)
+        signed = quantity if e.side.value == "BUY" else -quantity
+        self._book.fill(symbol, signed, e.price, e.commission or ZERO)
+        intent = outcome.intent
+        if intent is not None and intent.source == Source.STRATEGY:
+            corrects = outcome.replaced.exec_id if outcome.replaced else None
+            fill = Fill(intent.intent_id, symbol, intent.side, e.quantity, e.price, e.time,
+                        e.commission, corrects)  # fmt: skip
+            await self._call("on_fill", fill)
+        await self._check_loss()
+
+    async def _on_connection(self, e: ConnectionEvent) -> None:
+        payload = {"state": e.state, "code": e.code, "name": e.name, "message": e.message,
+                   "data_lost": e.data_lost}  # fmt: skip
+        self._append(_K.CONNECTION, payload)
+        before, self._connection = self._connection, e.state
+        if e.state is ConnectionState.CONNECTED and before is not ConnectionState.CONNECTED:
+            await self._try_reconcile("reconnect")  # the broker itself renews subscriptions
+
+    # -- strategy hooks -----------------------------------------------------------------------
+
+    async def _call(self, hook: str, *args: object) -> bool:
+        """Run a hook; record a failure (halting after too many); send its proposals."""
+        pending: dict[str, Decimal] = {}
+        buys, sells = self._oms.pending()
+        for symbol in set(buys) | set(sells):
+            pending[symbol] = buys.get(symbol, ZERO) - sells.get(symbol, ZERO)
+        self._data.pending = pending
+        self._data.positions = {s: q for s, q in self._book.quantity.items() if q}
+        failure = call_hook(self._strategy, hook, self._ctx, *args)
+        proposals = self._data.take_proposals()
+        if failure is not None:
+            self._errors += 1
+            payload = {"hook": failure.hook, "error": failure.error, "message": failure.message,
+                       "traceback": failure.traceback, "count": self._errors}  # fmt: skip
+            self._append(_K.STRATEGY_ERROR, payload)
+            if self._max_errors is not None and self._errors == self._max_errors:
+                await self.halt(f"{self._errors} strategy errors", source="strategy_errors")
+            return False
+        if self._data.warming_up or self._stopping:
+            if proposals:
+                why = "warm-up" if self._data.warming_up else "stop"
+                self._append(_K.NOTE, {"dropped_proposals": len(proposals), "during": why})
+            return True
+        for proposal in proposals:
+            await self._propose(proposal)
+        return True
+
+    # -- the one path to the broker -----------------------------------------------------------
+
+    async def _propose(self, proposal: Proposal) -> Decision | None:
+        """Gate, ledger, OMS, broker. None when the bot is stopping (no new orders)."""
+        if self._stopping:
+            return None
+        async with self._lock:
+            decision = decide(proposal, self.config.mandate, self._gate_state(proposal.source))
+            contract = self._contracts.get(proposal.symbol)
+            if decision.allowed and contract is None:
+                contract, decision = await self._resolve_for(proposal, decision)
+            intent = await self._oms.submit(proposal, decision, contract)
+        p = proposal
+        record = DecisionRecord(self._clock(), p.source, p.symbol, p.side, p.quantity,
+                                decision.allowed, tuple(decision.codes))  # fmt: skip
+        self._decisions.append(record)
+        if intent is not None and intent.state is IntentState.UNKNOWN:
+            await self._try_reconcile("send failed")
+        if decision.halt:
+            await self._daily_loss_breached()
+        return decision
+
+    async def _resolve_for(
+        self, proposal: Proposal, decision: Decision
+    ) -> tuple[Contract | None, Decision]:
+        try:
+            contract = await self._broker.resolve(ContractRef(proposal.symbol, proposal.sec_type))
+        except Exception as exc:
+            reason = Reason(ReasonCode.INVALID_ORDER, f"cannot resolve {proposal.symbol}: {exc}")
+            return None, replace(decision, allowed=False, reasons=(reason,))
+        self._register(proposal.symbol, contract)
+        return contract, decision
+
+    def _gate_state(self, source: Source) -> GateState:
+        now = self._clock()
+        buys, sells = self._oms.pending(include_cancelling=source is not Source.FLATTEN)
+        for order in self._oms.foreign_open_orders():
+            symbol = self._symbols.get(order.con_id)
+            if symbol is not None:  # orders not placed by ibpilot count too
+                side = buys if order.side.value == "BUY" else sells
+                side[symbol] = side.get(symbol, ZERO) + order.remaining
+        quotes = self._quotes
+        if self._connection is not ConnectionState.CONNECTED:
+            quotes = {s: replace(q, stale=True) for s, q in quotes.items()}
+        hours = self._sessions or (lambda symbol, now: None)
+        sessions = {s: found for s in self._contracts if (found := hours(s, now)) is not None}
+        return GateState(
+            now=now, environment=self.environment, trading_state=self._trading,
+            halt_reason=self._halt_reason, positions=dict(self._book.quantity),
+            pending_buys=buys, pending_sells=sells, quotes=quotes, marks=dict(self._book.marks),
+            multipliers=dict(self._book.multipliers), realized_pnl=self._book.realized,
+            unrealized_pnl=self._book.unrealized, recent_orders=self._oms.recent_sends(now),
+            sessions=sessions,
+        )  # fmt: skip
+
+    async def _check_loss(self) -> None:
+        now = self._clock()
+        zone = next(iter(self._zones.values()), None)
+        today = now.astimezone(zone).date() if zone is not None else now.date()
+        if self._day not in (date.min, today):
+            self._book.new_day()
+            self._loss_halted = False
+            self._append(_K.NOTE, {"new_trading_day": today})
+        self._day = today
+        loss = -(self._book.realized + self._book.unrealized)
+        if self._started and loss > self.config.mandate.max_daily_loss:
+            await self._daily_loss_breached()
+
+    async def _daily_loss_breached(self) -> None:
+        if self._loss_halted:
+            return
+        self._loss_halted = True
+        loss = -(self._book.realized + self._book.unrealized)
+        reason = (
+            f"MAX_DAILY_LOSS: today's loss {loss} is above {self.config.mandate.max_daily_loss}"
+        )
+        await self.halt(reason, source="daily_loss")
+        if self.config.mandate.flatten_on_daily_loss:
+            await self.flatten("daily_loss")
+
+    async def _reconcile(self, reason: str) -> None:
+        self._last_reconciliation = await self._oms.reconcile(reason)
+        held = {self._symbols[p.con_id]: p.quantity for p in await self._broker.positions()
+                if p.con_id in self._symbols}  # fmt: skip
+        changed = self._book.set_positions(held)
+        payload = {"finding": "positions", "reason": reason, "positions": held, "changed": changed}
+        self._append(_K.RECONCILIATION, payload)
+
+    async def _try_reconcile(self, reason: str) -> None:
+        try:
+            await self._reconcile(reason)
+        except Exception as exc:  # the next reconnect tries again
+            self._append(_K.NOTE, {"reconcile_failed": reason, "error": f"{exc}"[:500]})
+
+    def _append(self, kind: EntryKind, payload: Mapping[str, object]) -> None:
+        self._ledger.append(kind, payload, ts=self._clock(), spec_hash=self.spec_hash)
+
+    # -- the kill switch and the ticket -------------------------------------------------------
+
+    async def halt(self, reason: str = "operator", *, source: str = "operator") -> None:
+        """No new orders except those that reduce a position (HALT). Idempotent."""
+        if self._trading is not TradingState.HALTED:
+            self._trading = next_trading_state(self._trading, TradingTrigger.HALT)
+            self._halt_reason = reason
+            self._append(_K.HALT, {"reason": reason, "source": source})
+
+    async def resume(self, reason: str = "operator") -> None:
+        """Back to ACTIVE (RESUME). Does nothing when active."""
+        if self._trading is not TradingState.ACTIVE:
+            self._trading = next_trading_state(self._trading, TradingTrigger.RESUME)
+            self._halt_reason = None
+            self._append(_K.RESUME, {"reason": reason})
+
+    async def cancel_all(self, reason: str = "operator") -> list[str]:
+        """Cancel every open intent (KILL_SWITCH). Returns the intent ids asked for."""
+        self._append(_K.KILL_SWITCH, {"action": "cancel_all", "reason": reason})
+        return await self._oms.cancel_all(reason)
+
+    async def flatten(self, reason: str = "operator") -> list[Decision]:
+        """Cancel open orders, then close every position with a MKT order through the gate."""
+        self._append(_K.KILL_SWITCH, {"action": "flatten", "reason": reason})
+        await self._oms.cancel_all("flatten")
+        decisions = []
+        for symbol, held in sorted(self._book.quantity.items()):
+            if held:
+                sec_type, multiplier = self._data.instruments.get(symbol, _DEFAULT_INSTRUMENT)
+                proposal = Proposal(
+                    source=Source.FLATTEN, symbol=symbol, side=Side.SELL if held > 0 else Side.BUY,
+                    quantity=abs(held), order_type=OrderType.MKT, sec_type=sec_type,
+                    multiplier=multiplier,
+                )  # fmt: skip
+                decision = await self._propose(proposal)
+                if decision is not None:
+                    decisions.append(decision)
+        return decisions
+
+    async def submit_order(
+        self, symbol: str, side: str, quantity: Decimal, *, order_type: str = "MKT",
+        limit_price: Decimal | None = None, stop_price: Decimal | None = None,
+        tif: str = "DAY", source: Source = Source.DASHBOARD,
+    ) -> Decision | None:  # fmt: skip
+        """An order from the dashboard ticket or the CLI, through the gate like every other.
+
+        Raises ValueError for a malformed order (side, order type, TIF, non-positive numbers).
+        """
+        sec_type, multiplier = self._data.instruments.get(symbol, _DEFAULT_INSTRUMENT)
+        proposal = Proposal(
+            source=source, symbol=symbol, side=Side(side.upper()), quantity=quantity,
+            order_type=OrderType(order_type), sec_type=sec_type, limit_price=limit_price,
+            stop_price=stop_price, tif=TimeInForce(tif), multiplier=multiplier,
+        )  # fmt: skip
+        return await self._propose(proposal)
+
+    async def integrity_violation(self, found_hash: str) -> None:
+        """The strategy file changed on disk: halt, record MANDATE_INTEGRITY_VIOLATION, stop."""
+        payload = {"expected": self.spec_hash, "found": found_hash}
+        self._append(_K.MANDATE_INTEGRITY_VIOLATION, payload)
+        await self.halt("MANDATE_INTEGRITY_VIOLATION", source="integrity")
+        await self.stop("MANDATE_INTEGRITY_VIOLATION")
+
+    def status(self) -> EngineStatus:
+        """A snapshot: positions, P&L, open orders, last decisions, connection, trading state."""
+        return EngineStatus(
+            self._running, self.environment, self.config.strategy, self.spec_hash,
+            self._connection, self._trading, self._halt_reason,
+            {s: q for s, q in self._book.quantity.items() if q}, dict(self._book.marks),
+            self._book.realized, self._book.unrealized,
+            tuple(self._oms.intents(open_only=True)), tuple(self._decisions), self._errors,
+            self._last_reconciliation,
+        )  # fmt: skip

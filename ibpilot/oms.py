@@ -1,0 +1,693 @@
+"""Order intents: ids, the lifecycle table, ledger before wire, and reconciliation.
+
+Every proposal the gate allows becomes an :class:`Intent` whose id travels in IB's orderRef.
+:meth:`Oms.submit` appends PROPOSAL, DECISION and INTENT in one transaction *before* the order
+is handed to the broker, then ORDER_SENT; status changes (ORDER_STATUS), fills (FILL) and
+commissions (COMMISSION) follow.  The lifecycle is :data:`INTENT_TRANSITIONS`; an edge missing
+from it raises :class:`IllegalIntentTransition` (from broker data it is recorded, not raised).
+
+One intent is never sent twice: only ``APPROVED -> SENDING`` sends, an intent is APPROVED only
+inside :meth:`Oms.submit`, and intents rebuilt from the ledger are never APPROVED.  An intent
+left SENDING by a crash becomes UNKNOWN and :meth:`Oms.reconcile` resolves it from the broker's
+open orders, completed orders and executions (matched by orderRef, then permId) or marks it
+MISSING.  The ledger is the truth of what the bot decided; the broker of what the account is.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, TypeVar, get_args, get_type_hints
+
+from ibpilot.broker.base import (
+    Broker,
+    BrokerError,
+    BrokerOrderStatus,
+    Contract,
+    ExecutionReport,
+    OrderReport,
+    OrderRequest,
+)
+from ibpilot.broker.base import Side as BrokerSide
+from ibpilot.gate import Decision, Proposal, Side
+from ibpilot.ledger import Entry, EntryKind, JsonValue, Ledger
+
+Clock = Callable[[], datetime]
+ZERO = Decimal(0)
+_D = TypeVar("_D")
+_K = EntryKind
+
+
+class IntentState(StrEnum):
+    PROPOSED = "PROPOSED"
+    REFUSED = "REFUSED"
+    APPROVED = "APPROVED"
+    SENDING = "SENDING"  # ledgered, handed to the broker, no word back yet
+    WORKING = "WORKING"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELLED = "CANCELLED"  # may carry fills (partial fill, then cancel)
+    REJECTED = "REJECTED"  # IB's Inactive or a terminal error; Inactive may come back
+    UNKNOWN = "UNKNOWN"  # the send's outcome is unknown (crash mid-send, place() raised)
+    MISSING = "MISSING"  # reconciliation found no trace at the broker; never re-sent
+
+
+class IntentTrigger(StrEnum):
+    APPROVE = "approve"
+    REFUSE = "refuse"
+    SEND = "send"
+    ACK = "ack"  # PendingSubmit / PreSubmitted / Submitted / PendingCancel, nothing filled
+    PARTIAL_FILL = "partial_fill"
+    FILL = "fill"  # filled == quantity
+    CANCEL = "cancel"  # Cancelled / ApiCancelled / error 202
+    REJECT = "reject"  # Inactive / a terminal error (201 ...)
+    LOST = "lost"  # the outcome of a send is unknown
+    NOT_FOUND = "not_found"  # the broker has no trace (reconciliation, error 10147)
+
+
+_S, _T = IntentState, IntentTrigger
+# Broker evidence can move an intent from these states like from WORKING (late or lost news).
+_EVIDENCE = {
+    _T.ACK: _S.WORKING,
+    _T.PARTIAL_FILL: _S.PARTIALLY_FILLED,
+    _T.FILL: _S.FILLED,
+    _T.CANCEL: _S.CANCELLED,
+    _T.REJECT: _S.REJECTED,
+}
+INTENT_TRANSITIONS: Mapping[tuple[IntentState, IntentTrigger], IntentState] = {
+    (_S.PROPOSED, _T.APPROVE): _S.APPROVED,
+    (_S.PROPOSED, _T.REFUSE): _S.REFUSED,
+    (_S.APPROVED, _T.SEND): _S.SENDING,
+    # a fill may arrive before any status (IB sends no status for some immediate fills)
+    **{(_S.SENDING, t): s for t, s in _EVIDENCE.items()},
+    (_S.SENDING, _T.LOST): _S.UNKNOWN,
+    (_S.SENDING, _T.NOT_FOUND): _S.MISSING,
+    **{(_S.WORKING, t): s for t, s in _EVIDENCE.items()},  # ACK again: a duplicate status
+    (_S.WORKING, _T.NOT_FOUND): _S.MISSING,
+    **{(_S.PARTIALLY_FILLED, t): s for t, s in _EVIDENCE.items() if t is not _T.ACK},
+    (_S.PARTIALLY_FILLED, _T.ACK): _S.PARTIALLY_FILLED,  # a late status
+    (_S.PARTIALLY_FILLED, _T.NOT_FOUND): _S.MISSING,
+    (_S.FILLED, _T.ACK): _S.FILLED,  # the status after the fill
+    (_S.FILLED, _T.PARTIAL_FILL): _S.FILLED,  # executions after the Filled status
+    (_S.FILLED, _T.FILL): _S.FILLED,
+    (_S.CANCELLED, _T.ACK): _S.CANCELLED,
+    (_S.CANCELLED, _T.PARTIAL_FILL): _S.CANCELLED,  # a fill reported after the cancel
+    (_S.CANCELLED, _T.FILL): _S.FILLED,  # the fill won the race with the cancel
+    (_S.CANCELLED, _T.CANCEL): _S.CANCELLED,
+    (_S.CANCELLED, _T.REJECT): _S.REJECTED,  # Cancelled status, then error 201's reason
+    (_S.REJECTED, _T.ACK): _S.WORKING,  # Inactive is not final: a held order comes back
+    (_S.REJECTED, _T.PARTIAL_FILL): _S.PARTIALLY_FILLED,
+    (_S.REJECTED, _T.FILL): _S.FILLED,
+    (_S.REJECTED, _T.CANCEL): _S.REJECTED,  # error 201 comes with a Cancelled status
+    (_S.REJECTED, _T.REJECT): _S.REJECTED,
+    **{(_S.UNKNOWN, t): s for t, s in _EVIDENCE.items()},
+    (_S.UNKNOWN, _T.LOST): _S.UNKNOWN,
+    (_S.UNKNOWN, _T.NOT_FOUND): _S.MISSING,
+    **{(_S.MISSING, t): s for t, s in _EVIDENCE.items()},
+    (_S.MISSING, _T.NOT_FOUND): _S.MISSING,
+}
+OPEN_STATES = frozenset({_S.SENDING, _S.WORKING, _S.PARTIALLY_FILLED, _S.UNKNOWN})
+
+
+class IllegalIntentTransition(Exception):
+    """A trigger the table does not allow in the intent's state (ours: a bug; IB's: recorded)."""
+
+    def __init__(self, state: IntentState, trigger: IntentTrigger, intent_id: str = "") -> None:
+        self.state, self.trigger, self.intent_id = state, trigger, intent_id
+        super().__init__(f"intent {intent_id or '?'} in state {state} does not accept {trigger!r}")
+
+
+def next_intent_state(
+    state: IntentState, trigger: IntentTrigger, intent_id: str = ""
+) -> IntentState:
+    """The state after ``trigger``. Raises IllegalIntentTransition when the table has no edge."""
+    try:
+        return INTENT_TRANSITIONS[state, trigger]
+    except KeyError:
+        raise IllegalIntentTransition(state, trigger, intent_id) from None
+
+
+def intent_table_markdown() -> str:
+    """The lifecycle table as Markdown, generated from ``INTENT_TRANSITIONS``."""
+    rows = [f"| {s} | {t} | {n} |" for (s, t), n in INTENT_TRANSITIONS.items()]
+    return "\n".join(["| state | trigger | next |", "|---|---|---|", *rows]) + "\n"
+
+
+def report_trigger(report: OrderReport, quantity: Decimal) -> IntentTrigger:
+    """The trigger an order status means for an intent of ``quantity``."""
+    if report.status is BrokerOrderStatus.FILLED or (report.filled >= quantity > ZERO):
+        return _T.FILL
+    if report.status in (BrokerOrderStatus.CANCELLED, BrokerOrderStatus.API_CANCELLED):
+        return _T.CANCEL
+    if report.status is BrokerOrderStatus.INACTIVE:
+        return _T.REJECT
+    return _T.PARTIAL_FILL if report.filled > ZERO else _T.ACK
+
+
+# ---------------------------------------------------------------------------------------------
+# Ids: "ibp-<spec hash 8>-<ms since epoch:10><seq:2><random:4>", Crockford base32, sortable
+
+_B32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_FROM_B32 = str.maketrans(_B32, "0123456789abcdefghijklmnopqrstuv")
+
+
+class IntentIds:
+    """Unique, sortable intent ids (29 characters) that fit IB's orderRef.
+
+    Strictly increasing within a spec hash, across restarts too: :meth:`observe` every id
+    already in the ledger first.  ``rng`` only makes the random tail reproducible in tests.
+    """
+
+    def __init__(self, spec_hash: str, rng: random.Random | None = None) -> None:
+        self.prefix = f"ibp-{(spec_hash or '0' * 8)[:8]}-"
+        self._rng, self._last = rng, (-1, 0)
+
+    def observe(self, intent_id: str) -> None:
+        body = intent_id.removeprefix(self.prefix).translate(_FROM_B32)
+        if intent_id.startswith(self.prefix) and len(body) == 16 and body.isalnum():
+            self._last = max(self._last, (int(body[:10], 32), int(body[10:12], 32)))
+
+    def next(self, now: datetime) -> str:
+        ms = max(int(now.timestamp() * 1000), self._last[0])
+        seq = self._last[1] + 1 if ms == self._last[0] else 0
+        ms, seq = (ms + 1, 0) if seq >= 32 * 32 else (ms, seq)
+        self._last = (ms, seq)
+        tail = self._rng.getrandbits(20) if self._rng is not None else secrets.randbits(20)
+        digits = [(ms >> (5 * k)) & 31 for k in range(9, -1, -1)]
+        digits += [seq >> 5, seq & 31] + [(tail >> (5 * k)) & 31 for k in range(3, -1, -1)]
+        return self.prefix + "".join(_B32[d] for d in digits)
+
+
+# ---------------------------------------------------------------------------------------------
+# The intent record and its ledger payloads
+
+
+@dataclass(slots=True, kw_only=True)
+class Intent:
+    """An order the bot decided to send, and everything learnt about it since.
+
+    Mutable inside the OMS; everyone else gets :meth:`snapshot` copies.
+    """
+
+    intent_id: str
+    source: str
+    symbol: str
+    con_id: int
+    side: Side
+    quantity: Decimal
+    order_type: str
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    tif: str = "DAY"
+    state: IntentState = IntentState.PROPOSED
+    order_id: int | None = None
+    perm_id: int = 0
+    broker_status: str = ""
+    broker_filled: Decimal = ZERO
+    broker_avg_price: Decimal | None = None
+    fills: dict[str, ExecutionReport] = field(default_factory=dict)  # by execId base
+    cancel_requested: bool = False
+
+    def apply(self, trigger: IntentTrigger) -> IntentState:
+        """Move along the table. Raises IllegalIntentTransition."""
+        self.state = next_intent_state(self.state, trigger, self.intent_id)
+        return self.state
+
+    @property
+    def exec_filled(self) -> Decimal:
+        return sum((f.quantity for f in self.fills.values()), ZERO)
+
+    @property
+    def filled(self) -> Decimal:
+        return max(self.exec_filled, self.broker_filled)
+
+    @property
+    def remaining(self) -> Decimal:
+        return max(self.quantity - self.filled, ZERO)
+
+    @property
+    def avg_price(self) -> Decimal | None:
+        quantity = self.exec_filled
+        if not quantity:
+            return self.broker_avg_price
+        return sum((f.quantity * f.price for f in self.fills.values()), ZERO) / quantity
+
+    @property
+    def open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    def adopt(self, status: str, filled: Decimal, avg_price: Decimal | None) -> bool:
+        """Take the broker's status unless it is older than the one known (filled is cumulative,
+        a final status is not followed by another).  True if taken."""
+        final = self.broker_status in ("Filled", "Cancelled", "ApiCancelled")
+        newer = filled > self.broker_filled or (
+            filled == self.broker_filled and status != self.broker_status and not final
+        )
+        if newer:
+            self.broker_status, self.broker_filled, self.broker_avg_price = (
+                status,
+                filled,
+                avg_price,
+            )
+        return newer
+
+    def snapshot(self) -> Intent:
+        return replace(self, fills=dict(self.fills))
+
+    def order_request(self, contract: Contract) -> OrderRequest:
+        return OrderRequest(
+            intent_id=self.intent_id, contract=contract, side=BrokerSide(self.side.value),
+            quantity=self.quantity, order_type=self.order_type, limit_price=self.limit_price,
+            stop_price=self.stop_price, tif=self.tif,
+        )  # fmt: skip
+
+
+_INTENT_FIELDS = ("intent_id", "source", "symbol", "con_id", "side", "quantity", "order_type",
+                  "limit_price", "stop_price", "tif", "state")  # fmt: skip
+
+
+def encode(obj: object, names: Iterable[str] | None = None) -> dict[str, object]:
+    """A dataclass's fields (all, or ``names``) as a ledger payload."""
+    names = names or [f.name for f in fields(obj)]  # type: ignore[arg-type]  # any dataclass
+    return {name: getattr(obj, name) for name in names}
+
+
+_HINTS: dict[object, dict[str, Any]] = {}
+
+
+def _hints(cls: object) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def decode(cls: type[_D], payload: Mapping[str, JsonValue]) -> _D:
+    """The dataclass ``cls`` from a payload :func:`encode` made (keys it lacks keep defaults)."""
+    kwargs: dict[str, Any] = {}
+    for name, hint in _hints(cls).items():
+        if name in payload:
+            kwargs[name] = _decode_value(hint, payload[name])
+    return cls(**kwargs)
+
+
+def _decode_value(hint: Any, raw: JsonValue) -> Any:
+    if raw is None:
+        return None
+    kinds = [k for k in get_args(hint) if k is not type(None)] or [hint]
+    kind = kinds[0]
+    if kind is datetime:
+        return datetime.fromisoformat(str(raw))
+    return kind(raw) if kind is not Decimal else Decimal(str(raw))
+
+
+def exec_base(exec_id: str) -> str:
+    """IB's correction of an execution repeats its id except the suffix after the last period."""
+    return exec_id.rsplit(".", 1)[0] if exec_id.count(".") >= 2 else exec_id
+
+
+def _decision_payload(d: Decision, intent_id: str) -> dict[str, object]:
+    reasons = [encode(r) for r in d.reasons]
+    return encode(d, ("allowed", "halt", "flatten", "reducing")) | {
+        "intent_id": intent_id,
+        "reasons": reasons,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionOutcome:
+    """A new execution (or a late commission): whose it is, and the one it corrects, if any."""
+
+    execution: ExecutionReport
+    intent: Intent | None
+    replaced: ExecutionReport | None = None
+    commission_only: bool = False  # the commission of a fill reported before
+
+
+@dataclass(slots=True)
+class Reconciliation:
+    """What one reconciliation found; each finding is also a RECONCILIATION entry."""
+
+    reason: str
+    matched: list[str] = field(default_factory=list)
+    filled_while_away: dict[str, Decimal] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    unconfirmed: list[str] = field(default_factory=list)
+    unknown_orders: list[OrderReport] = field(default_factory=list)
+    unknown_executions: list[ExecutionReport] = field(default_factory=list)
+    findings: list[dict[str, object]] = field(default_factory=list)
+
+    def note(self, finding: str, payload: Mapping[str, object]) -> None:
+        self.findings.append({"finding": finding, **payload, "reason": self.reason})
+
+    def summary(self) -> dict[str, object]:
+        counts = {name: len(getattr(self, name)) for name in _COUNTED}
+        return {"finding": "summary", **counts, "reason": self.reason}
+
+
+_COUNTED = ("matched", "filled_while_away", "missing", "unconfirmed", "unknown_orders",
+            "unknown_executions")  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# The OMS
+
+
+class Oms:
+    """Intents, ledgered before the wire; rebuilt from ``ledger`` on construction."""
+
+    def __init__(
+        self, ledger: Ledger, broker: Broker, *, spec_hash: str, clock: Clock,
+        rng: random.Random | None = None,
+    ) -> None:  # fmt: skip
+        self._ledger, self._broker, self._clock, self.spec_hash = ledger, broker, clock, spec_hash
+        self._ids = IntentIds(spec_hash, rng)
+        self._intents: dict[str, Intent] = {}
+        self._by_perm: dict[int, str] = {}
+        self._execs: dict[str, ExecutionReport] = {}  # every execution seen, by execId base
+        self._foreign: dict[tuple[int, int], OrderReport] = {}  # open orders that are not ours
+        self._sent: list[datetime] = []
+        self._in_flight: set[str] = set()
+        self._recover()
+
+    # -- views --------------------------------------------------------------------------------
+
+    def intent(self, intent_id: str) -> Intent | None:
+        found = self._intents.get(intent_id)
+        return None if found is None else found.snapshot()
+
+    def intents(self, *, open_only: bool = False) -> list[Intent]:
+        return [i.snapshot() for i in self._intents.values() if i.open or not open_only]
+
+    def foreign_open_orders(self) -> list[OrderReport]:
+        return list(self._foreign.values())
+
+    def pending(self, *, include_cancelling: bool = True) -> tuple[dict[str, Decimal], ...]:
+        """Remaining quantities of open intents by symbol: (BUY, SELL)."""
+        buys: dict[str, Decimal] = {}
+        sells: dict[str, Decimal] = {}
+        for i in self._open():
+            if include_cancelling or not i.cancel_requested:
+                side = buys if i.side is Side.BUY else sells
+                side[i.symbol] = side.get(i.symbol, ZERO) + i.remaining
+        return buys, sells
+
+    def recent_sends(self, now: datetime) -> tuple[datetime, ...]:
+        """When intents were sent in the last minute (the gate's orders-per-minute rule)."""
+        self._sent = [t for t in self._sent if t > now - timedelta(seconds=60)]
+        return tuple(self._sent)
+
+    # -- the path to the broker ---------------------------------------------------------------
+
+    def new_intent_id(self) -> str:
+        return self._ids.next(self._clock())
+
+    async def submit(
+        self, proposal: Proposal, decision: Decision, contract: Contract | None
+    ) -> Intent | None:
+        """Ledger the proposal and decision; if allowed, the intent, then send it once.
+
+        Returns a snapshot of the intent (SENDING; UNKNOWN when ``place`` raised, which
+        reconciliation resolves: it is never re-sent), or None when refused.  Raises LedgerError
+        when the ledger fails (nothing is sent), ValueError when an allowed proposal has no
+        ``contract`` or carries an intent id already used.
+        """
+        ts = self._clock()
+        intent_id = proposal.intent_id or self._ids.next(ts)
+        if intent_id in self._intents:
+            raise ValueError(f"intent id {intent_id} is taken: an intent is never sent twice")
+        records: list[tuple[EntryKind, Mapping[str, object]]] = [
+            (_K.PROPOSAL, encode(proposal) | {"intent_id": intent_id}),
+            (_K.DECISION, _decision_payload(decision, intent_id)),
+        ]
+        if not decision.allowed:
+            self._ledger.append_many(records, ts=ts, spec_hash=self.spec_hash)
+            return None
+        if contract is None:
+            raise ValueError("an allowed proposal needs a resolved contract")
+        intent = Intent(
+            intent_id=intent_id, source=proposal.source, symbol=proposal.symbol,
+            con_id=contract.con_id, side=proposal.side, quantity=proposal.quantity,
+            order_type=proposal.order_type.value, limit_price=proposal.limit_price,
+            stop_price=proposal.stop_price, tif=proposal.tif.value,
+        )  # fmt: skip
+        intent.apply(_T.APPROVE)
+        intent.apply(_T.SEND)
+        records.append((_K.INTENT, encode(intent, _INTENT_FIELDS)))
+        self._ledger.append_many(records, ts=ts, spec_hash=self.spec_hash)  # ledger before wire
+        self._intents[intent_id] = intent
+        self._sent.append(ts)
+        self._in_flight.add(intent_id)
+        try:
+            order_id = await self._broker.place(intent.order_request(contract))
+        except Exception as exc:  # whatever failed, the outcome is unknown
+            self._transition(intent, _T.LOST, _K.ORDER_STATUS, {"error": _describe(exc)})
+            return intent.snapshot()
+        finally:
+            self._in_flight.discard(intent_id)
+        intent.order_id = order_id
+        self._append(_K.ORDER_SENT, {"intent_id": intent_id, "order_id": order_id})
+        return intent.snapshot()
+
+    async def cancel(self, intent_id: str, reason: str = "") -> bool:
+        """Ask the broker once to cancel an open intent (CANCEL_SENT first). True if asked."""
+        intent = self._intents.get(intent_id)
+        if intent is None or not intent.open or intent.cancel_requested:
+            return False
+        intent.cancel_requested = True
+        self._append(_K.CANCEL_SENT, {"intent_id": intent_id, "reason": reason})
+        try:
+            await self._broker.cancel(intent_id)
+        except Exception as exc:  # recorded; the order's own status decides what happened
+            self._append(_K.NOTE, {"intent_id": intent_id, "cancel_failed": _describe(exc)})
+        return True
+
+    async def cancel_all(self, reason: str = "") -> list[str]:
+        """Cancel every open intent; the ids asked for."""
+        return [i.intent_id for i in self._open() if await self.cancel(i.intent_id, reason)]
+
+    # -- what the broker reports --------------------------------------------------------------
+
+    def on_order_report(self, report: OrderReport, *, reconciled: bool = False) -> Intent | None:
+        """Record a status change (duplicates are not ledgered); None for orders not ours."""
+        intent = self._match(report.intent_id, report.perm_id)
+        if intent is None:
+            key = (report.perm_id, report.order_id)
+            if report.status in _OPEN_BROKER:
+                self._foreign[key] = report
+            else:
+                self._foreign.pop(key, None)
+            return None
+        if report.perm_id and not intent.perm_id:
+            intent.perm_id = report.perm_id
+            self._by_perm[report.perm_id] = intent.intent_id
+        trigger = report_trigger(report, intent.quantity)
+        newer = intent.adopt(report.status, report.filled, report.avg_fill_price)
+        if not newer and INTENT_TRANSITIONS.get((intent.state, trigger)) is intent.state:
+            return intent.snapshot()  # a duplicate or stale status: IB sends them routinely
+        payload = encode(report, _REPORT_FIELDS) | {"intent_id": intent.intent_id}
+        self._transition(intent, trigger, _K.ORDER_STATUS, payload | {"reconciled": reconciled})
+        return intent.snapshot()
+
+    def on_execution(
+        self, e: ExecutionReport, *, reconciled: bool = False
+    ) -> ExecutionOutcome | None:
+        """Record a fill, or the commission of one (COMMISSION); None for a duplicate."""
+        base, intent = exec_base(e.exec_id), self._match(e.intent_id, e.perm_id)
+        prior = self._execs.get(base)
+        if prior is not None and prior.exec_id == e.exec_id:
+            if e.commission is None or prior.commission is not None:
+                return None  # a duplicate
+            self._execs[base] = e
+            if intent is not None and base in intent.fills:
+                intent.fills[base] = e
+                self._commission(intent, e)
+            return ExecutionOutcome(e, intent and intent.snapshot(), None, commission_only=True)
+        self._execs[base] = e
+        if intent is None:
+            return ExecutionOutcome(e, None, prior)
+        intent.fills[base] = e
+        if e.perm_id and not intent.perm_id:
+            intent.perm_id = e.perm_id
+            self._by_perm[e.perm_id] = intent.intent_id
+        trigger = _T.FILL if intent.exec_filled >= intent.quantity else _T.PARTIAL_FILL
+        payload = encode(e) | {"intent_id": intent.intent_id, "reconciled": reconciled}
+        self._transition(intent, trigger, _K.FILL, payload | {"corrects": prior and prior.exec_id})
+        if e.commission is not None:
+            self._commission(intent, e)
+        return ExecutionOutcome(e, intent.snapshot(), prior)
+
+    def on_broker_error(self, error: BrokerError) -> Intent | None:
+        """Record an IB error about one of our orders; a terminal one ends it."""
+        intent = self._intents.get(error.intent_id)
+        if intent is None:
+            return None
+        trigger = _ERROR_TRIGGERS.get(error.name, _T.REJECT if error.terminal else None)
+        payload = {
+            "intent_id": intent.intent_id,
+            "error": encode(error, ("code", "name", "message")),
+        }
+        if trigger is None:
+            self._append(_K.ORDER_STATUS, payload | {"state": intent.state})
+        else:
+            self._transition(intent, trigger, _K.ORDER_STATUS, payload)
+        return intent.snapshot()
+
+    # -- reconciliation -----------------------------------------------------------------------
+
+    async def reconcile(self, reason: str) -> Reconciliation:
+        """Fetch open orders, completed orders and executions; resolve intents; never sends.
+
+        Raises what the broker raises (the engine tries again at the next reconnect).
+        """
+        open_orders = list(await self._broker.open_orders())
+        completed = list(await self._broker.completed_orders())
+        executions = list(await self._broker.executions())
+        return self.reconcile_with(reason, open_orders, completed, executions)
+
+    def reconcile_with(
+        self, reason: str, open_orders: Sequence[OrderReport],
+        completed_orders: Sequence[OrderReport], executions: Iterable[ExecutionReport],
+    ) -> Reconciliation:  # fmt: skip
+        """Reconcile against broker data already fetched (sans-IO), ledgering each finding."""
+        found = Reconciliation(reason)
+        for intent in self._open():
+            if intent.state is _S.SENDING and intent.intent_id not in self._in_flight:
+                found.unconfirmed.append(intent.intent_id)
+                payload: dict[str, object] = {
+                    "finding": "unconfirmed",
+                    "intent_id": intent.intent_id,
+                    "reason": reason,
+                }
+                self._transition(intent, _T.LOST, _K.RECONCILIATION, payload)
+        for e in sorted(executions, key=lambda x: x.time):
+            outcome = self.on_execution(e, reconciled=True)
+            if outcome is None or outcome.commission_only:
+                continue
+            if outcome.intent is None:
+                found.unknown_executions.append(e)
+                found.note("unknown_execution", encode(e))
+                continue
+            away, intent_id = found.filled_while_away, outcome.intent.intent_id
+            away[intent_id] = away.get(intent_id, ZERO) + e.quantity
+        self._reconcile_orders(found, [*open_orders, *completed_orders])
+        for intent_id, quantity in found.filled_while_away.items():
+            payload = {"intent_id": intent_id, "quantity": quantity}
+            found.note("filled_while_away", payload | {"state": self._intents[intent_id].state})
+        for intent in self._open():
+            if intent.intent_id not in {*found.matched, *self._in_flight}:
+                found.missing.append(intent.intent_id)
+                payload = {"finding": "missing", "intent_id": intent.intent_id, "reason": reason}
+                self._transition(intent, _T.NOT_FOUND, _K.RECONCILIATION, payload)
+        items = [(_K.RECONCILIATION, f) for f in [*found.findings, found.summary()]]
+        self._ledger.append_many(items, ts=self._clock(), spec_hash=self.spec_hash)
+        return found
+
+    def _reconcile_orders(self, found: Reconciliation, reports: Sequence[OrderReport]) -> None:
+        latest: dict[tuple[int, str, int], OrderReport] = {}
+        for r in reports:  # completed orders come last and win over open ones
+            latest[(r.perm_id, "", 0) if r.perm_id else (0, r.intent_id, r.order_id)] = r
+        self._foreign.clear()
+        for report in latest.values():
+            intent = self._match(report.intent_id, report.perm_id)
+            before = intent.state if intent is not None else None
+            self.on_order_report(report, reconciled=True)
+            if intent is None:
+                found.unknown_orders.append(report)
+                described = encode(report, ("order_id", "perm_id", "con_id", "side", "quantity"))
+                found.note("unknown_order", described | {"order_ref": report.intent_id,
+                                                         "status": report.status})  # fmt: skip
+            else:
+                found.matched.append(intent.intent_id)
+                payload = {"intent_id": intent.intent_id, "before": before, "state": intent.state}
+                found.note("matched", payload | {"filled": intent.filled})
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _open(self) -> list[Intent]:
+        return [i for i in self._intents.values() if i.open]
+
+    def _match(self, intent_id: str, perm_id: int) -> Intent | None:
+        intent = self._intents.get(intent_id) if intent_id else None
+        if intent is None and perm_id in self._by_perm:
+            intent = self._intents.get(self._by_perm[perm_id])
+        return intent
+
+    def _commission(self, intent: Intent, e: ExecutionReport) -> None:
+        payload = {"intent_id": intent.intent_id, "exec_id": e.exec_id, "commission": e.commission}
+        self._append(_K.COMMISSION, payload)
+
+    def _append(self, kind: EntryKind, payload: Mapping[str, object]) -> Entry:
+        return self._ledger.append(kind, payload, ts=self._clock(), spec_hash=self.spec_hash)
+
+    def _transition(
+        self, intent: Intent, trigger: IntentTrigger, kind: EntryKind, payload: Mapping[str, object]
+    ) -> None:
+        """Apply ``trigger`` and ledger ``payload``; an edge IB should not produce is recorded."""
+        extra: dict[str, object] = {"trigger": trigger}
+        try:
+            intent.apply(trigger)
+        except IllegalIntentTransition:
+            extra["ignored"] = f"{trigger} is not a transition from {intent.state}"
+        self._append(kind, {**payload, **extra, "state": intent.state})
+
+    def _recover(self) -> None:
+        """Rebuild intents and the executions seen from the ledger (read only)."""
+        kinds = (_K.INTENT, _K.ORDER_SENT, _K.ORDER_STATUS, _K.FILL, _K.COMMISSION,
+                 _K.CANCEL_SENT, _K.RECONCILIATION)  # fmt: skip
+        for entry in self._ledger.entries(kind=kinds):
+            p = entry.payload
+            if entry.kind is _K.INTENT:
+                intent = decode(Intent, p)
+                self._intents[intent.intent_id] = intent
+                self._ids.observe(intent.intent_id)
+                self._sent.append(entry.ts)
+            elif entry.kind is _K.FILL:
+                e = decode(ExecutionReport, p)
+                self._execs[exec_base(e.exec_id)] = e
+            found = self._intents.get(str(p.get("intent_id", "")))
+            if found is not None and entry.kind is not _K.INTENT:
+                _replay(found, entry)
+                self._by_perm.setdefault(found.perm_id, found.intent_id)
+        self._by_perm.pop(0, None)
+
+
+_OPEN_BROKER = frozenset({
+    BrokerOrderStatus.PENDING_SUBMIT, BrokerOrderStatus.PRE_SUBMITTED,
+    BrokerOrderStatus.SUBMITTED, BrokerOrderStatus.PENDING_CANCEL,
+})  # fmt: skip
+_REPORT_FIELDS = ("order_id", "perm_id", "status", "filled", "remaining", "avg_fill_price")
+_ERROR_TRIGGERS: Mapping[str, IntentTrigger | None] = {
+    "ORDER_CANCELLED": _T.CANCEL,  # 202
+    "CANCEL_NOT_FOUND": _T.NOT_FOUND,  # 10147: IB does not know the order
+    "CANCEL_REFUSED": None,  # 10148: already filled or cancelled; its status follows
+}
+
+
+def _replay(intent: Intent, entry: Entry) -> None:
+    p = entry.payload
+    if entry.kind is _K.ORDER_SENT:
+        intent.order_id = int(str(p["order_id"]))
+    elif entry.kind is _K.CANCEL_SENT:
+        intent.cancel_requested = True
+    elif entry.kind is _K.ORDER_STATUS and "status" in p:
+        intent.perm_id = int(str(p["perm_id"])) or intent.perm_id
+        avg = _decode_value(Decimal | None, p.get("avg_fill_price"))
+        intent.adopt(str(p["status"]), Decimal(str(p["filled"])), avg)
+    elif entry.kind is _K.FILL:
+        e = decode(ExecutionReport, p)
+        intent.fills[exec_base(e.exec_id)] = e
+        intent.perm_id = intent.perm_id or e.perm_id
+    elif entry.kind is _K.COMMISSION and exec_base(str(p["exec_id"])) in intent.fills:
+        base = exec_base(str(p["exec_id"]))
+        intent.fills[base] = replace(intent.fills[base], commission=Decimal(str(p["commission"])))
+    if "state" in p:
+        intent.state = IntentState(str(p["state"]))
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]

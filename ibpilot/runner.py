@@ -1,0 +1,260 @@
+"""``ibpilot start``: load, check, connect, trade, and stop cleanly.
+
+The runner is the shell around the engine: it validates both files, prints the spec
+hash, enforces the live-trading rule (three agreeing signals: ``environment: "live"``
+in the adapter, ``allow_live`` in the mandate, ``--live --confirm-account <id>`` on the
+command line, with the connected account equal to that id), opens the ledger, serves
+the local control endpoint, watches the strategy file for changes (a change halts new
+orders, records MANDATE_INTEGRITY_VIOLATION with both hashes and exits with its own
+code), and turns SIGINT/SIGTERM into a clean stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from ibpilot.broker.base import Broker, BrokerConnectError, BrokerRequestError
+from ibpilot.config import (
+    AdapterConfig,
+    ConfigError,
+    Environment,
+    LoadedStrategy,
+    load_adapter,
+    load_strategy,
+    spec_hash_of_file,
+)
+from ibpilot.control import ControlError, ControlServer
+from ibpilot.engine import Engine, EngineStatus
+from ibpilot.errors import ErrorName, by_name
+from ibpilot.ledger import LedgerError, open_ledger
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+EXIT_INTEGRITY = 4  # MANDATE_INTEGRITY_VIOLATION: the strategy file changed while running
+EXIT_LIVE_REFUSED = 5  # live trading without all three agreeing signals
+EXIT_CONNECT = 6  # the gateway could not be reached or is the wrong one
+
+WATCH_SECONDS = 1.0
+
+Say = Callable[[str], None]
+
+
+class StartError(Exception):
+    """Start refused before any order could be sent; ``code`` is the exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class StartOptions:
+    config: Path
+    adapter: Path
+    ledger: str | None
+    directory: Path
+    live: bool = False
+    confirm_account: str | None = None
+
+
+def check_live(adapter: AdapterConfig, loaded: LoadedStrategy, opts: StartOptions) -> None:
+    """Live needs all three signals; anything less refuses before connecting."""
+    wants_live = adapter.environment is Environment.LIVE
+    refused = by_name(ErrorName.LIVE_NOT_CONFIRMED)
+    if opts.live and not wants_live:
+        raise StartError(
+            f"--live was given but {opts.adapter} says environment "
+            f'{adapter.environment.value!r}: set "environment": "live" to trade live',
+            EXIT_LIVE_REFUSED,
+        )
+    if not wants_live:
+        return
+    missing = []
+    if not loaded.config.mandate.allow_live:
+        missing.append(f'"allow_live": true in the mandate of {opts.config}')
+    if not opts.live:
+        missing.append("--live on the command line")
+    if not opts.confirm_account:
+        missing.append("--confirm-account <the live account id>")
+    if missing:
+        raise StartError(
+            f"{refused.name}: {adapter.environment.value} trading needs " + ", ".join(missing)
+            + f". {refused.fix}",
+            EXIT_LIVE_REFUSED,
+        )  # fmt: skip
+
+
+def with_confirmed_account(adapter: AdapterConfig, opts: StartOptions) -> AdapterConfig:
+    """The adapter the broker uses: a typed-back live account must be the connected one."""
+    if opts.confirm_account and adapter.account and adapter.account != opts.confirm_account:
+        raise StartError(
+            f"--confirm-account {opts.confirm_account} differs from the account "
+            f"{adapter.account} in {opts.adapter}",
+            EXIT_LIVE_REFUSED,
+        )
+    if opts.confirm_account:
+        return adapter.model_copy(update={"account": opts.confirm_account})
+    return adapter
+
+
+def load_files(opts: StartOptions) -> tuple[AdapterConfig, LoadedStrategy]:
+    """Both files, validated; raises StartError with every problem on its own line."""
+    try:
+        adapter = load_adapter(opts.adapter)
+        loaded = load_strategy(opts.config)
+    except ConfigError as exc:
+        raise StartError(str(exc), EXIT_CONFIG) from None
+    return adapter, loaded
+
+
+class EngineControl:
+    """The control endpoint's view of the engine (JSON-safe answers)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    async def status(self) -> Mapping[str, Any]:
+        return status_dict(self._engine.status())
+
+    async def halt(self, reason: str) -> Mapping[str, Any]:
+        await self._engine.halt(reason)
+        return status_dict(self._engine.status())
+
+    async def resume(self) -> Mapping[str, Any]:
+        await self._engine.resume()
+        return status_dict(self._engine.status())
+
+    async def cancel_all(self) -> Mapping[str, Any]:
+        return {"cancel_requested": await self._engine.cancel_all()}
+
+    async def flatten(self) -> Mapping[str, Any]:
+        decisions = await self._engine.flatten()
+        return {
+            "proposals": [
+                {"allowed": d.allowed, "reasons": [str(r.code) for r in d.reasons]}
+                for d in decisions
+            ]
+        }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def status_dict(status: EngineStatus) -> dict[str, Any]:
+    """An engine status as plain JSON data."""
+    return {
+        "running": status.running,
+        "environment": str(status.environment),
+        "strategy": status.strategy,
+        "spec_hash": status.spec_hash,
+        "connection": str(status.connection),
+        "trading_state": str(status.trading_state),
+        "halt_reason": status.halt_reason,
+        "positions": _plain(status.positions),
+        "marks": _plain(status.marks),
+        "realized_pnl": str(status.realized_pnl),
+        "unrealized_pnl": str(status.unrealized_pnl),
+        "open_orders": [i.intent_id for i in status.open_orders],
+        "last_decisions": [_plain(asdict(d)) for d in status.last_decisions],
+        "strategy_errors": status.strategy_errors,
+    }
+
+
+@dataclass(slots=True)
+class _Watch:
+    violated: bool = False
+
+
+async def watch_spec(engine: Engine, path: Path, expected: str, say: Say, seen: _Watch) -> None:
+    """Poll the strategy file; on any change halt, ledger the violation, stop."""
+    while True:
+        await asyncio.sleep(WATCH_SECONDS)
+        try:
+            found = spec_hash_of_file(path)
+        except (ConfigError, OSError):
+            found = "unreadable"
+        if found != expected:
+            entry = by_name(ErrorName.MANDATE_INTEGRITY_VIOLATION)
+            say(
+                f"[ibpilot] {entry.name}: {path} changed while running "
+                f"(spec hash {expected[:12]} -> {found[:12]}); new orders halted. {entry.fix}"
+            )
+            seen.violated = True
+            await engine.integrity_violation(found)
+            return
+
+
+async def run(opts: StartOptions, make_broker: Callable[[AdapterConfig], Broker], say: Say) -> int:
+    """Start the bot and run it until stopped; returns the exit code."""
+    adapter, loaded = load_files(opts)
+    check_live(adapter, loaded, opts)
+    adapter = with_confirmed_account(adapter, opts)
+    say(f"[ibpilot] Strategy: {loaded.config.name} ({loaded.config.strategy}) from {opts.config}")
+    say(f"[ibpilot] Spec hash: {loaded.spec_hash}")
+    try:
+        opts.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        ledger = open_ledger(opts.ledger, opts.directory)
+    except OSError as exc:
+        raise StartError(f"state directory {opts.directory}: {exc.strerror}", EXIT_CONFIG) from None
+    except LedgerError as exc:
+        raise StartError(f"ledger: {exc}", EXIT_CONFIG) from None
+    say(f"[ibpilot] Ledger: {ledger.location}")
+    engine = Engine(
+        loaded, make_broker(adapter), ledger, lambda: datetime.now(UTC),
+        environment=adapter.environment,
+    )  # fmt: skip
+    control = ControlServer(EngineControl(engine), opts.directory)
+    try:
+        await control.start()
+    except ControlError as exc:
+        ledger.close()
+        raise StartError(str(exc), EXIT_CONFIG) from None
+    say(f"[ibpilot] Control: ibpilot status --dir {opts.directory}")
+    seen = _Watch()
+    watcher = asyncio.create_task(watch_spec(engine, opts.config, loaded.spec_hash, say, seen))
+    loop = asyncio.get_running_loop()
+    stopper: set[asyncio.Task[None]] = set()
+
+    def on_signal(name: str) -> None:
+        say(f"[ibpilot] {name}: stopping (no new orders; {loaded.config.on_stop.value})")
+        task = loop.create_task(engine.stop(name))
+        stopper.add(task)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, on_signal, sig.name)
+    try:
+        await engine.run()
+    except (BrokerConnectError, BrokerRequestError) as exc:
+        say(f"[ibpilot] {exc}")
+        return EXIT_CONNECT
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await control.stop()
+        ledger.close()
+    if seen.violated:
+        return EXIT_INTEGRITY
+    say("[ibpilot] stopped; ledger closed")
+    return EXIT_OK

@@ -78,7 +78,9 @@ class HistoricalPacer:
         long_window: float = 600.0,
         long_limit: int = 60,
         max_open: int = 50,
+        margin: float = 0.05,
     ) -> None:
+        self.margin = margin  # seconds added to every wait: clocks and networks differ
         self.identical_window = identical_window
         self.burst_window = burst_window
         self.burst_limit = burst_limit
@@ -118,7 +120,8 @@ class HistoricalPacer:
         if len(self._sent) + weight > self.long_limit:
             waits.append(self._sent[len(self._sent) + weight - self.long_limit - 1][0]
                          + self.long_window - now)  # fmt: skip
-        return max(0.0, *waits)
+        wait = max(waits)
+        return wait + self.margin if wait > 0 else 0.0
 
     def sent(self, key: HistoricalKey, now: float) -> None:
         """Record that ``key`` was sent at ``now`` (and is open until :meth:`done`)."""

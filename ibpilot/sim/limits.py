@@ -84,7 +84,7 @@ class HistoricalPacing:
 
     def __init__(self, max_bar_seconds: int = 30) -> None:
         self.max_bar_seconds = max_bar_seconds
-        self._rules = HistoricalPacer(max_open=2**31)
+        self._rules = HistoricalPacer(max_open=2**31, margin=0.0)
 
     def violates(self, key: HistoricalKey, bar_seconds: int, now: float) -> bool:
         """True when ``key`` breaks a rule; otherwise it is recorded as served."""

@@ -196,6 +196,15 @@ class Account:
         """Internal cash per currency (futures notional included; see module docstring)."""
         return dict(self._cash)
 
+    def reported_cash_balances(self) -> dict[str, Decimal]:
+        """Cash per currency as IB reports it (``CashBalance``): open futures' notional is
+        not cash, so it is added back, as ``TotalCashValue`` does."""
+        cash = dict(self._cash)
+        for b in self._books.values():
+            if b.notional:
+                cash[b.inst.currency] = cash.get(b.inst.currency, ZERO) + b.notional
+        return cash
+
     def start_cash(self) -> dict[str, Decimal]:
         return dict(self._start_cash)
 

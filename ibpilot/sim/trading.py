@@ -89,7 +89,10 @@ class TradingDesk:
     # --- orders ---------------------------------------------------------------
     def place(self, session: ClientSession, req: PlaceOrder) -> None:
         """placeOrder (new or modify)."""
-        spec = replace(req.order, client_id=session.client_id)
+        # IB books an order without an account to the user's (only) account, and every
+        # openOrder/completedOrder names it
+        account = req.order.account or self.account_id
+        spec = replace(req.order, client_id=session.client_id, account=account)
         try:
             inst = resolve_one(self.core, req.contract)
         except ContractNotFound as exc:
@@ -332,7 +335,7 @@ class TradingDesk:
         rows = [("AccountCode", self.account_id, ""), ("AccountReady", "true", "")]
         rows += [("AccountType", "INDIVIDUAL", ""), ("Currency", ccy, ccy)]
         rows += [(tag, value, ccy) for tag, value in values.tags().items()]
-        for currency, cash in self.engine.account.cash_balances().items():
+        for currency, cash in self.engine.account.reported_cash_balances().items():
             rows.append(("CashBalance", f"{cash.quantize(Decimal('0.01'))}", currency))
         return rows
 

@@ -111,20 +111,30 @@ class MarketFeed:
         return (id(session), kind, req_id)
 
     # --- subscriptions ----------------------------------------------------------
+    def _admit(
+        self, session: ClientSession, kind: str, req_id: int, contract: ContractSpec
+    ) -> tuple[_Key, Instrument] | None:
+        """The key and instrument of a new subscription, or None after sending the error
+        (322 for a request id in use, 200 for an unknown or ambiguous contract)."""
+        key = self._key(session, kind, req_id)
+        if key in self._subs:
+            session.error(
+                req_id, 322, "Error processing request.-'bO' : cause - Duplicate ticker id"
+            )
+            return None
+        try:
+            return key, resolve_one(self.core, contract)
+        except ContractNotFound as exc:
+            session.error(req_id, 200, exc.text)
+            return None
+
     def subscribe_market_data(self, session: ClientSession, req: ReqMktData) -> None:
         """reqMktData: a snapshot, or a stream holding one market-data line."""
         core = self.core
-        key = self._key(session, "mkt", req.req_id)
-        if key in self._subs:
-            session.error(
-                req.req_id, 322, "Error processing request.-'bO' : cause - Duplicate ticker id"
-            )
+        admitted = self._admit(session, "mkt", req.req_id, req.contract)
+        if admitted is None:
             return
-        try:
-            inst = resolve_one(core, req.contract)
-        except ContractNotFound as exc:
-            session.error(req.req_id, 200, exc.text)
-            return
+        key, inst = admitted
         if req.snapshot and req.generic_ticks:
             session.error(
                 req.req_id,
@@ -151,17 +161,10 @@ class MarketFeed:
     def subscribe_real_time_bars(self, session: ClientSession, req: ReqRealTimeBars) -> None:
         """reqRealTimeBars: 5-second bars, which also hold a market-data line."""
         core = self.core
-        key = self._key(session, "rtb", req.req_id)
-        if key in self._subs:
-            session.error(
-                req.req_id, 322, "Error processing request.-'bO' : cause - Duplicate ticker id"
-            )
+        admitted = self._admit(session, "rtb", req.req_id, req.contract)
+        if admitted is None:
             return
-        try:
-            inst = resolve_one(core, req.contract)
-        except ContractNotFound as exc:
-            session.error(req.req_id, 200, exc.text)
-            return
+        key, inst = admitted
         what = req.what_to_show.upper()
         if what not in ("TRADES", "MIDPOINT", "BID", "ASK"):
             session.error(

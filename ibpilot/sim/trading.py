@@ -226,7 +226,7 @@ class TradingDesk:
         if not events:
             return
         self.changed = True
-        filled = False
+        filled: set[int] = set()
         sessions = self.core.sessions
         for event in events:
             if isinstance(event, OrderError):
@@ -234,7 +234,7 @@ class TradingDesk:
                 if target is not None:
                     target.error(event.order_id, event.code, event.text)
             elif isinstance(event, Fill):
-                filled = True
+                filled.add(event.inst.con_id)
                 target = sessions.get(event.execution.client_id)
                 if target is not None:
                     self._send_fill(target, event, -1)
@@ -247,7 +247,7 @@ class TradingDesk:
                 else:
                     self._send_order(target, event.order, status_only=event.status_only)
         if filled:
-            self._push_all_accounts()
+            self._push_all_accounts(frozenset(filled))
 
     def _send_order(
         self, session: ClientSession, order: WorkingOrder, status_only: bool = False
@@ -312,7 +312,11 @@ class TradingDesk:
         contract = om.WireContract.from_instrument(inst)
         return om.position(self.account_id, contract, quantity, float(avg_cost))
 
-    def _push_all_accounts(self) -> None:
+    def _push_all_accounts(self, changed: frozenset[int] = frozenset()) -> None:
+        """Refresh every subscriber; positions only for the conIds in ``changed`` (as IB
+        sends a position when it changes, not with the periodic account refresh)."""
+        positions = [p for p in self.engine.account.positions() if p.inst.con_id in changed]
+        closed = changed - {p.inst.con_id for p in positions}
         for client_id, subs in list(self._subs.items()):
             session = self.core.sessions.get(client_id)
             if session is None:
@@ -320,8 +324,12 @@ class TradingDesk:
             if subs.account_updates:
                 self._push_account(session)
             if subs.positions:
-                for pos in self.engine.account.positions():
+                for pos in positions:
                     session.send(self._position_message(pos.inst, pos.quantity, pos.avg_cost))
+                for con_id in closed:
+                    inst = self.core.refdata.by_con_id(con_id)
+                    if inst is not None:
+                        session.send(self._position_message(inst, Decimal(0), Decimal(0)))
             for req_id, tags in subs.summaries.items():
                 self._push_summary(session, req_id, tags)
             for req_id, model in subs.multi.items():

@@ -39,9 +39,10 @@ typecheck: setup
 	$(BIN)/mypy
 
 # The ledger's PostgreSQL path is tested against a real server on 127.0.0.1
-# (scripts/pg-test-server.sh installs Debian's postgresql if needed and starts it).
+# (scripts/with-test-pg.sh starts one for the run, installing Debian's postgresql if
+# needed, and stops it afterwards; set IBPILOT_TEST_PG_URL to use your own).
 unit: setup
-	IBPILOT_TEST_PG_URL="$${IBPILOT_TEST_PG_URL:-$$(scripts/pg-test-server.sh)}" $(BIN)/pytest
+	scripts/with-test-pg.sh $(BIN)/pytest
 
 pg-stop: ## stop the test PostgreSQL server
 	scripts/pg-test-server.sh stop

@@ -16,7 +16,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: demo test setup lint typecheck unit sim clean pg-stop
 
-demo: setup ## the main job: simulator + scripted session
+demo: setup ## the main job: the bot trading on the simulator, with a live status view
 	$(BIN)/ibpilot demo
 
 test: setup lint typecheck unit ## everything CI runs

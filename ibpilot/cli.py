@@ -1,7 +1,7 @@
 """ibpilot: run trading strategies on Interactive Brokers safely, with a simulated IB Gateway.
 
 Sub-commands: ``sim`` (the simulated gateway, in the foreground), ``sim-ctl`` (its
-faults), ``ledger`` (show, verify, export), ``demo`` (a simulator and a session),
+faults), ``ledger`` (show, verify, export), ``demo`` (the bot on a simulator, live status),
 ``test`` (check adapter.json against its gateway, one line per check).
 User mistakes end with a one-line error naming what was wrong and a non-zero
 exit, never a traceback.
@@ -110,8 +110,31 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
 
-    demo = sub.add_parser("demo", help="start a simulator and run a scripted session against it")
+    demo = sub.add_parser(
+        "demo",
+        help="run sma_cross on the simulated gateway with a live status view (no IBKR account)",
+        description="Start a simulated IB Gateway in-process, run the bot on it (sma_cross on "
+        "AAPL, MSFT and SPY; files and ledger in var/demo/) and show its status until Ctrl-C.",
+    )
     demo.add_argument("--seed", type=int, default=1, help="price model seed (default 1)")
+    demo.add_argument(
+        "--speed",
+        type=_positive_float,
+        default=60.0,
+        help="simulated seconds per real second (default 60: a minute per second)",
+    )
+    demo.add_argument(
+        "--duration",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="stop by itself after SECONDS real seconds (default: run until Ctrl-C)",
+    )
+    demo.add_argument(
+        "--scripted",
+        action="store_true",
+        help="instead: a short scripted ib_async session against the simulator",
+    )
 
     test = sub.add_parser(
         "test",
@@ -188,9 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sim-ctl":
             return asyncio.run(_sim_ctl(args))
         if args.command == "demo":
-            from ibpilot.demo import run_demo  # noqa: PLC0415 (imports ib_async)
-
-            return asyncio.run(run_demo(seed=args.seed))
+            return _run_demo(args)
         if args.command == "test":
             return _run_test(args)
         code = run_bot_command(args)
@@ -203,6 +224,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     parser.error(f"unknown command {args.command!r}")
     return EXIT_USAGE  # pragma: no cover (parser.error exits)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    if args.scripted:
+        from ibpilot.demo_scripted import run_scripted  # noqa: PLC0415 (imports ib_async)
+
+        return asyncio.run(run_scripted(seed=args.seed))
+    from ibpilot.demo import DemoOptions, run_demo  # noqa: PLC0415 (imports ib_async)
+
+    options = DemoOptions(
+        seed=args.seed, speed=args.speed, duration=args.duration, quiet_logs=not args.verbose
+    )
+    return asyncio.run(run_demo(options))
 
 
 def _run_test(args: argparse.Namespace) -> int:

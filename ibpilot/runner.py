@@ -7,6 +7,11 @@ command line, with the connected account equal to that id), opens the ledger, se
 the local control endpoint, watches the strategy file for changes (a change halts new
 orders, records MANDATE_INTEGRITY_VIOLATION with both hashes and exits with its own
 code), and turns SIGINT/SIGTERM into a clean stop.
+
+The gate's trading hours come from the exchange: every contract the engine resolves brings
+its liquid hours (IB's contract details, about a week of them), and the runner re-resolves a
+contract before they run out.  Outside the stretch IB described the hours are unknown, so the
+mandate's ``trading_hours`` alone decide then (and with none, the gate refuses).
 """
 
 from __future__ import annotations
@@ -16,12 +21,18 @@ import contextlib
 import signal
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ibpilot.broker.base import Broker, BrokerConnectError, BrokerRequestError
+from ibpilot.broker.base import (
+    Broker,
+    BrokerConnectError,
+    BrokerRequestError,
+    Contract,
+    ContractRef,
+)
 from ibpilot.config import (
     AdapterConfig,
     ConfigError,
@@ -34,7 +45,9 @@ from ibpilot.config import (
 from ibpilot.control import ControlError, ControlServer
 from ibpilot.engine import Engine, EngineStatus
 from ibpilot.errors import ErrorName, by_name
-from ibpilot.ledger import LedgerError, open_ledger
+from ibpilot.gate import Sessions
+from ibpilot.ledger import Ledger, LedgerError, open_ledger
+from ibpilot.strategies import StrategyLoadError
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -44,8 +57,11 @@ EXIT_LIVE_REFUSED = 5  # live trading without all three agreeing signals
 EXIT_CONNECT = 6  # the gateway could not be reached or is the wrong one
 
 WATCH_SECONDS = 1.0
+HOURS_REFRESH_SECONDS = 3600.0  # how often to look for liquid hours about to run out
+HOURS_MARGIN = timedelta(days=2)  # re-resolve a contract this long before its hours run out
 
 Say = Callable[[str], None]
+Clock = Callable[[], datetime]
 
 
 class StartError(Exception):
@@ -178,6 +194,59 @@ def status_dict(status: EngineStatus) -> dict[str, Any]:
     }
 
 
+class LiquidHours:
+    """The gate's ``sessions``: each symbol's liquid hours, from the contract last resolved."""
+
+    def __init__(self) -> None:
+        self._found: dict[str, tuple[ContractRef, Contract]] = {}
+
+    def learn(self, ref: ContractRef, contract: Contract) -> None:
+        """Note a contract resolved for ``ref.symbol`` (the engine's and the gate's key)."""
+        self._found[ref.symbol] = (ref, contract)
+
+    def __call__(self, symbol: str, now: datetime) -> Sessions | None:
+        """The liquid hours of ``symbol`` known at ``now``; None when unknown."""
+        found = self._found.get(symbol)
+        return None if found is None else found[1].liquid_sessions(now)
+
+    def running_out(self, now: datetime, margin: timedelta = HOURS_MARGIN) -> list[ContractRef]:
+        """The queries to resolve again: their hours end within ``margin`` of ``now``
+        (contracts for which IB gave no hours at all are not asked again)."""
+        out = []
+        for ref, contract in self._found.values():
+            known = contract.liquid_hours_known
+            if known is not None and known[1] <= now + margin:
+                out.append(ref)
+        return out
+
+
+class HoursBroker:
+    """The broker, noting the liquid hours of every contract it resolves; all else passes."""
+
+    def __init__(self, broker: Broker, hours: LiquidHours) -> None:
+        self._broker, self._hours = broker, hours
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._broker, name)
+
+    async def resolve(self, ref: ContractRef) -> Contract:
+        """The broker's resolve (raises what it raises); its liquid hours are noted."""
+        contract = await self._broker.resolve(ref)
+        self._hours.learn(ref, contract)
+        return contract
+
+
+async def refresh_hours(
+    broker: HoursBroker, hours: LiquidHours, clock: Clock, every: float = HOURS_REFRESH_SECONDS
+) -> None:
+    """Forever, every ``every`` seconds: resolve contracts again whose liquid hours run out."""
+    while True:
+        await asyncio.sleep(every)
+        for ref in hours.running_out(clock()):
+            with contextlib.suppress(BrokerRequestError):  # not connected: try again later
+                await broker.resolve(ref)
+
+
 @dataclass(slots=True)
 class _Watch:
     violated: bool = False
@@ -202,8 +271,66 @@ async def watch_spec(engine: Engine, path: Path, expected: str, say: Say, seen: 
             return
 
 
-async def run(opts: StartOptions, make_broker: Callable[[AdapterConfig], Broker], say: Say) -> int:
-    """Start the bot and run it until stopped; returns the exit code."""
+def _engine(
+    opts: StartOptions, loaded: LoadedStrategy, broker: Broker, ledger: Ledger,
+    environment: Environment, clock: Clock, hours: LiquidHours,
+) -> Engine:  # fmt: skip
+    try:
+        return Engine(loaded, broker, ledger, clock, environment=environment, sessions=hours)
+    except StrategyLoadError as exc:
+        ledger.close()
+        raise StartError(f"{opts.config}: {exc}", EXIT_CONFIG) from None
+
+
+def _on_signals(engine: Engine, on_stop: str, say: Say) -> Callable[[], None]:
+    """SIGINT/SIGTERM stop the engine cleanly; returns what removes the handlers again."""
+    loop = asyncio.get_running_loop()
+    stopper: set[asyncio.Task[None]] = set()
+
+    def on_signal(name: str) -> None:
+        say(f"[ibpilot] {name}: stopping (no new orders; {on_stop})")
+        stopper.add(loop.create_task(engine.stop(name)))
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, on_signal, sig.name)
+
+    def remove() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+    return remove
+
+
+def _confirm_hint(exc: Exception, opts: StartOptions) -> str:
+    """What to do when the typed-back live account is not the gateway's ("" otherwise)."""
+    info = exc.info if isinstance(exc, BrokerConnectError) else None
+    typed = opts.confirm_account
+    if info is None or not typed or typed in info.accounts:
+        return ""
+    return (
+        f"--confirm-account {typed} is not the account the gateway is logged into "
+        f"({', '.join(info.accounts)}); nothing was sent. Type back the account id "
+        "TWS or IB Gateway shows."
+    )
+
+
+async def _stop_when(stop: asyncio.Event, engine: Engine) -> None:
+    await stop.wait()
+    await engine.stop("stop requested")
+
+
+async def run(
+    opts: StartOptions, make_broker: Callable[[AdapterConfig], Broker], say: Say, *,
+    clock: Clock | None = None, stop: asyncio.Event | None = None,
+) -> int:  # fmt: skip
+    """Start the bot and run it until stopped; returns the exit code.
+
+    ``clock`` (default: the wall clock, UTC) is the engine's and the gate's time, e.g. an
+    accelerated simulator's; setting ``stop`` stops the bot as SIGTERM does.  Raises
+    StartError (its ``code`` is the exit code) when the bot refuses to start.
+    """
+    now = clock or (lambda: datetime.now(UTC))
     adapter, loaded = load_files(opts)
     check_live(adapter, loaded, opts)
     adapter = with_confirmed_account(adapter, opts)
@@ -217,10 +344,9 @@ async def run(opts: StartOptions, make_broker: Callable[[AdapterConfig], Broker]
     except LedgerError as exc:
         raise StartError(f"ledger: {exc}", EXIT_CONFIG) from None
     say(f"[ibpilot] Ledger: {ledger.location}")
-    engine = Engine(
-        loaded, make_broker(adapter), ledger, lambda: datetime.now(UTC),
-        environment=adapter.environment,
-    )  # fmt: skip
+    hours = LiquidHours()
+    broker = HoursBroker(make_broker(adapter), hours)
+    engine = _engine(opts, loaded, broker, ledger, adapter.environment, now, hours)
     control = ControlServer(EngineControl(engine), opts.directory)
     try:
         await control.start()
@@ -229,32 +355,32 @@ async def run(opts: StartOptions, make_broker: Callable[[AdapterConfig], Broker]
         raise StartError(str(exc), EXIT_CONFIG) from None
     say(f"[ibpilot] Control: ibpilot status --dir {opts.directory}")
     seen = _Watch()
-    watcher = asyncio.create_task(watch_spec(engine, opts.config, loaded.spec_hash, say, seen))
-    loop = asyncio.get_running_loop()
-    stopper: set[asyncio.Task[None]] = set()
-
-    def on_signal(name: str) -> None:
-        say(f"[ibpilot] {name}: stopping (no new orders; {loaded.config.on_stop.value})")
-        task = loop.create_task(engine.stop(name))
-        stopper.add(task)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, on_signal, sig.name)
+    tasks = [
+        asyncio.create_task(watch_spec(engine, opts.config, loaded.spec_hash, say, seen)),
+        asyncio.create_task(refresh_hours(broker, hours, now)),
+    ]
+    if stop is not None:
+        tasks.append(asyncio.create_task(_stop_when(stop, engine)))
+    remove_handlers = _on_signals(engine, loaded.config.on_stop.value, say)
     try:
         await engine.run()
     except (BrokerConnectError, BrokerRequestError) as exc:
         say(f"[ibpilot] {exc}")
+        if hint := _confirm_hint(exc, opts):
+            say(f"[ibpilot] {hint}")
         return EXIT_CONNECT
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        remove_handlers()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await control.stop()
         ledger.close()
     if seen.violated:
         return EXIT_INTEGRITY
     say("[ibpilot] stopped; ledger closed")
     return EXIT_OK
+
+
+def _as_broker(broker: HoursBroker) -> Broker:  # mypy checks HoursBroker against the protocol
+    return broker

@@ -9,6 +9,7 @@ entries ib_async made up itself: on an error it marks the order Cancelled (wrong
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time
@@ -18,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import ib_async
 
+from ibpilot.broker._ibkr_hours import Hours, parse_hours, zone_name
 from ibpilot.broker.base import (
     AccountSnapshot,
     Bar,
@@ -33,6 +35,8 @@ from ibpilot.broker.base import (
     Side,
 )
 from ibpilot.errors import ErrorName, by_name
+
+log = logging.getLogger("ibpilot.broker.ibkr")
 
 UNSET_DOUBLE = 1.7976931348623157e308  # IB's "no value" for doubles
 _STATUS_ALIASES = {"ApiPending": BrokerOrderStatus.PENDING_SUBMIT}
@@ -122,9 +126,20 @@ def ib_contract(contract: Contract) -> ib_async.Contract:
     )
 
 
+def liquid_hours_of(details: ib_async.ContractDetails) -> Hours:
+    """The contract's liquid hours; unknown (logged) when IB's string cannot be read."""
+    try:
+        return parse_hours(details.liquidHours or "", details.timeZoneId or "")
+    except ValueError as exc:
+        symbol = details.contract.symbol if details.contract else "?"
+        log.warning("liquid hours of %s not used: %s", symbol, exc)
+        return Hours()
+
+
 def contract_of(details: ib_async.ContractDetails) -> Contract:
-    """Our contract from IB's contract details."""
+    """Our contract from IB's contract details (liquid hours parsed in its time zone)."""
     c = details.contract or ib_async.Contract()
+    hours = liquid_hours_of(details)
     return Contract(
         con_id=c.conId,
         symbol=c.symbol,
@@ -135,8 +150,10 @@ def contract_of(details: ib_async.ContractDetails) -> Contract:
         local_symbol=c.localSymbol,
         min_tick=dec(details.minTick) or Decimal("0.01"),
         multiplier=dec(c.multiplier) or Decimal(1),
-        time_zone=details.timeZoneId or "US/Eastern",
+        time_zone=zone_name(details.timeZoneId or "") or "US/Eastern",
         long_name=details.longName,
+        liquid_hours=hours.sessions,
+        liquid_hours_known=hours.known,
     )
 
 

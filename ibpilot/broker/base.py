@@ -60,6 +60,18 @@ class Contract:
     multiplier: Decimal = Decimal(1)
     time_zone: str = "US/Eastern"
     long_name: str = ""
+    # The exchange's liquid (regular) hours as UTC [open, close) pairs, and the stretch of time
+    # they account for (IB's contract details describe about a week; None: not known at all).
+    liquid_hours: tuple[tuple[datetime, datetime], ...] = ()
+    liquid_hours_known: tuple[datetime, datetime] | None = None
+
+    def liquid_sessions(self, now: datetime) -> tuple[tuple[datetime, datetime], ...] | None:
+        """The liquid hours if they are known at ``now`` (an empty tuple: closed around
+        ``now``), else None: outside the stretch IB described, the hours are unknown."""
+        known = self.liquid_hours_known
+        if known is None or not known[0] <= now < known[1]:
+            return None
+        return self.liquid_hours
 
 
 @dataclass(frozen=True, slots=True)

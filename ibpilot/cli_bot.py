@@ -8,6 +8,10 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ibpilot.runner import StartOptions
 
 DEFAULT_DIR = Path(".ibpilot")  # the bot's state: ledger, control socket and token
 CONTROL_COMMANDS = {
@@ -41,6 +45,13 @@ def add_bot_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     start.add_argument(
         "--confirm-account", metavar="ID", default=None, help="the live account id, typed back"
     )
+    start.add_argument(
+        "--clock",
+        choices=("wall", "sim"),
+        default="wall",
+        help="the engine's time: the wall clock (default), or the clock of an accelerated "
+        "`ibpilot sim` read through its admin port (its port + 1)",
+    )
     for name, text in CONTROL_COMMANDS.items():
         p = sub.add_parser(name, help=text)
         p.add_argument(
@@ -64,8 +75,7 @@ def _say(line: str) -> None:
 
 
 def _start(args: argparse.Namespace) -> int:
-    from ibpilot.broker.ibkr import IbkrBroker  # noqa: PLC0415 (ib_async is heavy)
-    from ibpilot.runner import StartError, StartOptions, run  # noqa: PLC0415
+    from ibpilot.runner import StartError, StartOptions  # noqa: PLC0415 (ib_async is heavy)
 
     opts = StartOptions(
         config=args.config,
@@ -76,11 +86,28 @@ def _start(args: argparse.Namespace) -> int:
         confirm_account=args.confirm_account,
     )
     try:
-        return asyncio.run(run(opts, IbkrBroker, _say))
+        return asyncio.run(_run_start(opts, follow_sim=args.clock == "sim"))
     except StartError as exc:
         for line in str(exc).splitlines():
             print(f"[ibpilot] {line}", file=sys.stderr)
         return exc.code
+
+
+async def _run_start(opts: StartOptions, follow_sim: bool) -> int:
+    from ibpilot.broker.ibkr import IbkrBroker  # noqa: PLC0415
+    from ibpilot.config import ConfigError, load_adapter  # noqa: PLC0415
+    from ibpilot.runner import EXIT_CONFIG, StartError, run  # noqa: PLC0415
+    from ibpilot.simclock import SimClockError, read_sim_clock  # noqa: PLC0415
+
+    clock = None
+    if follow_sim:
+        try:
+            adapter = load_adapter(opts.adapter)
+            clock = await read_sim_clock(adapter.credentials.host, adapter.credentials.port + 1)
+        except (ConfigError, SimClockError) as exc:
+            raise StartError(str(exc), EXIT_CONFIG) from None
+        _say(f"[ibpilot] Clock: the simulator's, now {clock():%Y-%m-%d %H:%M:%S} UTC")
+    return await run(opts, IbkrBroker, _say, clock=clock)
 
 
 async def _control(args: argparse.Namespace) -> int:

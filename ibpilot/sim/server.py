@@ -57,6 +57,9 @@ FEED_INTERVAL = 0.05  # real seconds between market-feed steps
 # Sees every framed message the gateway sends after the handshake reply:
 # (the connection's negotiated server version, the message's bytes).
 WireTap = Callable[[int, bytes], None]
+# Sees every framed message the gateway receives after the handshake, before it is parsed:
+# (the connection's negotiated server version, the message).  Off unless given (benchmarks).
+RequestTap = Callable[[int, Message], None]
 
 
 class SimGateway:
@@ -78,6 +81,7 @@ class SimGateway:
         admin_port: int | None = None,
         state_file: Path | None = None,
         wire_tap: WireTap | None = None,
+        request_tap: RequestTap | None = None,
     ) -> None:
         self.config = SimConfig(
             host=host,
@@ -97,6 +101,7 @@ class SimGateway:
         self._saved_at = 0.0
         self.faults = Faults(self)
         self.wire_tap = wire_tap
+        self.request_tap = request_tap
         self.admin_port_requested = admin_port
         self._admin: AdminServer | None = None
         self._server: asyncio.Server | None = None
@@ -336,6 +341,8 @@ class _Connection(asyncio.Protocol):
     def _on_message(self, message: Message) -> None:
         if self.server_version == 0:
             raise ProtocolError("message before the version handshake")
+        if self.gateway.request_tap is not None:
+            self.gateway.request_tap(self.server_version, message)
         if not self._within_rate(message):
             return
         try:

@@ -295,9 +295,32 @@ class ReqPnLSingle:
 
 @dataclass(frozen=True, slots=True)
 class Unsupported:
-    """A well-framed request the simulator does not serve."""
+    """A well-framed request the simulator does not serve (``req_id`` when it carries one,
+    so the refusal reaches the client's pending request instead of timing it out)."""
 
     msg_id: int
+    req_id: int = -1
+
+
+# Where the request id sits in requests the simulator does not serve (field index).
+_UNSERVED_REQ_ID_FIELD = {
+    10: 2,  # reqMktDepth (versioned)
+    52: 2,  # reqFundamentalData
+    54: 2,  # calculateImpliedVolatility
+    55: 2,  # calculateOptionPrice
+    74: 2,  # reqPositionsMulti
+    22: 1,  # reqScannerSubscription
+    79: 1,  # reqSoftDollarTiers
+    83: 1,  # reqSmartComponents
+    84: 1,  # reqNewsArticle
+    86: 1,  # reqHistoricalNews
+    88: 1,  # reqHistogramData
+    96: 1,  # reqHistoricalTicks
+    97: 1,  # reqTickByTickData
+    100: 1,  # reqWshMetaData
+    102: 1,  # reqWshEventData
+    104: 1,  # reqUserInfo
+}
 
 
 Request = (
@@ -543,5 +566,11 @@ def parse_request(message: Message) -> Request:
     parser = PARSERS.get(msg_id)
     reader = FieldReader(request_name(msg_id), message.fields)
     if parser is None:
-        return Unsupported(msg_id)
+        index = _UNSERVED_REQ_ID_FIELD.get(msg_id)
+        if index is None or index >= len(message.fields):
+            return Unsupported(msg_id)
+        try:
+            return Unsupported(msg_id, int(message.fields[index]))
+        except ValueError:
+            return Unsupported(msg_id)
     return parser(reader)

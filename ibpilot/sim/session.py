@@ -139,10 +139,11 @@ class ClientSession:
     def _unsupported(self, request: Unsupported) -> None:
         name = request_name(request.msg_id)
         log.info("client %d: %s is not served by the simulator", self.client_id, name)
+        # 322 (not 321, which ib_async treats as a warning) so a pending request ends at once
         self.error(
-            -1,
-            321,
-            f"Error validating request:-'{name}' : cause - not supported by the ibpilot simulator",
+            request.req_id,
+            322,
+            f"Error processing request.-'{name}' : cause - not supported by the ibpilot simulator",
         )
 
     def _no_args(self, request: NoArgs) -> None:

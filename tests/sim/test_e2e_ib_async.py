@@ -377,3 +377,17 @@ async def test_same_seed_same_data_across_gateways() -> None:
             client.disconnect()
     assert closes[0] == closes[1]
     assert len(closes[0]) == 21
+
+
+async def test_an_unserved_request_is_refused_on_its_own_request_id(ib: IB) -> None:
+    errors: list[tuple[int, int, str]] = []
+    ib.errorEvent += lambda req_id, code, text, contract: errors.append((req_id, code, text))
+    aapl = await _qualified(ib, Stock("AAPL", "SMART", "USD"))
+    ticks = await asyncio.wait_for(
+        ib.reqHistoricalTicksAsync(aapl, "20260227 10:00:00 US/Eastern", "", 100, "TRADES", True),
+        timeout=3,  # answered at once: not left to ib_async's own request timeout
+    )
+    assert ticks == []
+    [(req_id, _, text)] = [e for e in errors if e[1] == 322]
+    assert req_id > 0
+    assert "REQ_HISTORICAL_TICKS" in text or "msg96" in text

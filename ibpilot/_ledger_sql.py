@@ -49,6 +49,7 @@ from ibpilot.ledger import (
     ChainHead,
     Entry,
     EntryKind,
+    LedgerBase,
     LedgerConfigError,
     LedgerError,
     LedgerIntegrityError,
@@ -257,7 +258,7 @@ def _make_engine(url: URL) -> Engine:
 # -- the backend ------------------------------------------------------------------------------
 
 
-class SqlLedger:
+class SqlLedger(LedgerBase):
     """The ledger in SQLite (a file) or PostgreSQL, through SQLAlchemy Core.
 
     ``SqlLedger("sqlite:////abs/path/ibpilot-ledger.sqlite")`` or
@@ -293,22 +294,6 @@ class SqlLedger:
     def engine(self) -> Engine:
         """The SQLAlchemy engine (for tools and tests; writes must go through append)."""
         return self._engine
-
-    def __enter__(self) -> SqlLedger:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def append(
-        self,
-        kind: EntryKind,
-        payload: Mapping[str, object],
-        *,
-        ts: datetime,
-        spec_hash: str = "",
-    ) -> Entry:
-        return self.append_many([(kind, payload)], ts=ts, spec_hash=spec_hash)[0]
 
     def append_many(
         self,

@@ -43,6 +43,7 @@ from ibpilot.broker.base import (
     ContractRef,
     ExecutionReport,
     OrderReport,
+    Side,
 )
 from ibpilot.broker.base import Quote as BrokerQuote
 from ibpilot.config import Environment, LoadedStrategy, OnStop, OrderType, SecType
@@ -53,7 +54,6 @@ from ibpilot.gate import (
     Reason,
     ReasonCode,
     Sessions,
-    Side,
     Source,
     TimeInForce,
     TradingState,

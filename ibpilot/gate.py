@@ -41,6 +41,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
+from ibpilot.broker.base import Side  # one Side for the gate, the OMS and the broker
 from ibpilot.config import Environment, Mandate, OrderType, SecType
 
 ZERO = Decimal(0)
@@ -58,11 +59,6 @@ class Source(StrEnum):
     DASHBOARD = "dashboard"
     FLATTEN = "flatten"
     KILL = "kill"
-
-
-class Side(StrEnum):
-    BUY = "BUY"
-    SELL = "SELL"
 
 
 class TimeInForce(StrEnum):

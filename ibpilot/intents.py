@@ -24,9 +24,9 @@ from ibpilot.broker.base import (
     ExecutionReport,
     OrderReport,
     OrderRequest,
+    Side,
 )
 from ibpilot.broker.base import Side as BrokerSide
-from ibpilot.gate import Side
 from ibpilot.ledger import JsonValue
 
 ZERO = Decimal(0)

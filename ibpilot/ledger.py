@@ -48,6 +48,7 @@ import json
 import numbers
 import threading
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -498,7 +499,43 @@ class Ledger(Protocol):
     def __exit__(self, *exc_info: object) -> None: ...
 
 
-class MemoryLedger:
+class LedgerBase(ABC):
+    """What every backend shares: one append is a batch of one; a ledger is a context
+    manager that closes itself."""
+
+    @abstractmethod
+    def append_many(
+        self,
+        items: Iterable[tuple[EntryKind, Mapping[str, object]]],
+        *,
+        ts: datetime,
+        spec_hash: str = "",
+    ) -> list[Entry]:
+        """Append entries in one transaction; durable when it returns."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the backend."""
+
+    def append(
+        self,
+        kind: EntryKind,
+        payload: Mapping[str, object],
+        *,
+        ts: datetime,
+        spec_hash: str = "",
+    ) -> Entry:
+        """Append one entry; durable when it returns."""
+        return self.append_many([(kind, payload)], ts=ts, spec_hash=spec_hash)[0]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class MemoryLedger(LedgerBase):
     """The ledger in a list, for backtests and tests; same chaining and verification."""
 
     def __init__(self, ledger_id: str | None = None) -> None:
@@ -513,22 +550,6 @@ class MemoryLedger:
     @property
     def location(self) -> str:
         return "memory"
-
-    def __enter__(self) -> MemoryLedger:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def append(
-        self,
-        kind: EntryKind,
-        payload: Mapping[str, object],
-        *,
-        ts: datetime,
-        spec_hash: str = "",
-    ) -> Entry:
-        return self.append_many([(kind, payload)], ts=ts, spec_hash=spec_hash)[0]
 
     def append_many(
         self,

@@ -29,8 +29,9 @@ from ibpilot.broker.base import (
     Contract,
     ExecutionReport,
     OrderReport,
+    Side,
 )
-from ibpilot.gate import Decision, Proposal, Side
+from ibpilot.gate import Decision, Proposal
 from ibpilot.intents import (
     INTENT_TRANSITIONS,
     OPEN_STATES,

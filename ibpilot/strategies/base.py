@@ -21,8 +21,9 @@ from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any
 
+from ibpilot.broker.base import Side
 from ibpilot.config import OrderType, SecType
-from ibpilot.gate import Proposal, Side, Source, TimeInForce
+from ibpilot.gate import Proposal, Source, TimeInForce
 
 ZERO = Decimal(0)
 HOOKS = ("on_start", "on_bar", "on_tick", "on_fill", "on_stop")

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 from ibpilot import __version__
+from ibpilot._signals import on_stop_signals
 from ibpilot.cli_bot import add_bot_commands, run_bot_command
 from ibpilot.sim.protocol import MAX_SERVER_VERSION, MIN_CLIENT_VERSION
 
@@ -290,13 +289,11 @@ async def _run_sim(args: argparse.Namespace) -> int:
     if gateway.restored:
         print(f"ibpilot sim: restored orders, executions and the account from {args.state}")
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    remove = on_stop_signals(lambda _name: stop.set())
     try:
         await stop.wait()
     finally:
+        remove()
         await gateway.stop()
         print("ibpilot sim: stopped", flush=True)
     return EXIT_OK

@@ -23,7 +23,6 @@ import json
 import logging
 import math
 import shutil
-import signal
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
 
+from ibpilot._signals import on_stop_signals
 from ibpilot.broker.ibkr import IbkrBroker
 from ibpilot.config import load_adapter, load_strategy
 from ibpilot.demo_view import (
@@ -180,12 +180,7 @@ class _Signals:
     def __init__(self, run: asyncio.Task[None], screen: _Screen) -> None:
         self.stop = asyncio.Event()
         self._run, self._screen = run, screen
-        self._loop = asyncio.get_running_loop()
-        self._installed: list[signal.Signals] = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):  # not main thread
-                self._loop.add_signal_handler(sig, self._on_signal, sig.name)
-                self._installed.append(sig)
+        self._remove = on_stop_signals(self._on_signal)
 
     def _on_signal(self, name: str) -> None:
         if self._run.done():
@@ -201,8 +196,7 @@ class _Signals:
             self._run.cancel()
 
     def remove(self) -> None:
-        for sig in self._installed:
-            self._loop.remove_signal_handler(sig)
+        self._remove()
 
 
 @contextlib.contextmanager

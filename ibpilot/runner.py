@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from ibpilot._signals import on_stop_signals
 from ibpilot.broker.base import (
     Broker,
     BrokerConnectError,
@@ -291,15 +291,7 @@ def _on_signals(engine: Engine, on_stop: str, say: Say) -> Callable[[], None]:
         say(f"[ibpilot] {name}: stopping (no new orders; {on_stop})")
         stopper.add(loop.create_task(engine.stop(name)))
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, on_signal, sig.name)
-
-    def remove() -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-
-    return remove
+    return on_stop_signals(on_signal)
 
 
 def _confirm_hint(exc: Exception, opts: StartOptions) -> str:

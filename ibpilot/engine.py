@@ -50,6 +50,7 @@ from ibpilot.config import Environment, LoadedStrategy, OnStop, OrderType, SecTy
 from ibpilot.gate import (
     Decision,
     GateState,
+    LinkState,
     Proposal,
     Reason,
     ReasonCode,
@@ -214,6 +215,7 @@ class Engine:
         self._stop_requested, self._done = asyncio.Event(), asyncio.Event()
         self._lock = asyncio.Lock()
         self._last_reconciliation: Reconciliation | None = None
+        self._reconciled = False  # since the last (re)connect; no orders before it
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -485,13 +487,20 @@ class Engine:
         hours = self._sessions or (lambda symbol, now: None)
         sessions = {s: found for s in self._contracts if (found := hours(s, now)) is not None}
         return GateState(
-            now=now, environment=self.environment, trading_state=self._trading,
+            now=now, environment=self.environment, trading_state=self._trading, link=self._link(),
             halt_reason=self._halt_reason, positions=dict(self._book.quantity),
             pending_buys=buys, pending_sells=sells, quotes=quotes, marks=dict(self._book.marks),
             multipliers=dict(self._book.multipliers), realized_pnl=self._book.realized,
             unrealized_pnl=self._book.unrealized, recent_orders=self._oms.recent_sends(now),
             sessions=sessions,
         )  # fmt: skip
+
+    def _link(self) -> LinkState:
+        if self._connection is ConnectionState.IB_LOST:
+            return LinkState.IB_LOST
+        if self._connection is not ConnectionState.CONNECTED:
+            return LinkState.DISCONNECTED
+        return LinkState.UP if self._reconciled else LinkState.RECONCILING
 
     async def _check_loss(self) -> None:
         now = self._clock()
@@ -519,12 +528,14 @@ class Engine:
             await self.flatten("daily_loss")
 
     async def _reconcile(self, reason: str) -> None:
+        self._reconciled = False
         self._last_reconciliation = await self._oms.reconcile(reason)
         held = {self._symbols[p.con_id]: p.quantity for p in await self._broker.positions()
                 if p.con_id in self._symbols}  # fmt: skip
         changed = self._book.set_positions(held)
         payload = {"finding": "positions", "reason": reason, "positions": held, "changed": changed}
         self._append(_K.RECONCILIATION, payload)
+        self._reconciled = True
 
     async def _try_reconcile(self, reason: str) -> None:
         try:

@@ -13,6 +13,8 @@ Which rules apply (``_RULES`` below is the table):
 rule                        opening  reducing  emergency
 ==========================  =======  ========  =========
 LIVE_NOT_ALLOWED            yes      yes       yes
+CONNECTIVITY_LOST           yes      yes       yes
+NOT_RECONCILED              yes      yes       yes
 HALTED / REDUCE_ONLY        yes      no        no
 SYMBOL/SEC_TYPE/ORDER_TYPE  yes      yes       yes
 INVALID_ORDER               yes      yes       yes
@@ -26,6 +28,11 @@ MAX_DAILY_LOSS              yes      no        no
 MAX_ORDERS_PER_MINUTE       yes      yes       no
 OUTSIDE_TRADING_HOURS       yes      yes       no
 ==========================  =======  ========  =========
+
+CONNECTIVITY_LOST refuses everything while the link to IB is down (the socket closed, or
+IB's 1100 with the socket kept): an order sent then is lost or rejected, and quotes are stale.
+NOT_RECONCILED refuses everything after a (re)connect until the runtime has reconciled its
+intents with the broker's orders and executions: before that it does not know what it holds.
 
 Limits are inclusive: a value equal to its limit is allowed.  Whatever the proposal, when
 realised + unrealised P&L is a loss above ``max_daily_loss`` the decision says ``halt`` (and
@@ -73,6 +80,8 @@ class TimeInForce(StrEnum):
 
 class ReasonCode(StrEnum):
     LIVE_NOT_ALLOWED = "LIVE_NOT_ALLOWED"
+    CONNECTIVITY_LOST = "CONNECTIVITY_LOST"
+    NOT_RECONCILED = "NOT_RECONCILED"
     HALTED = "HALTED"
     REDUCE_ONLY = "REDUCE_ONLY"
     SYMBOL_NOT_ALLOWED = "SYMBOL_NOT_ALLOWED"
@@ -89,6 +98,15 @@ class ReasonCode(StrEnum):
     MAX_DAILY_LOSS = "MAX_DAILY_LOSS"
     MAX_ORDERS_PER_MINUTE = "MAX_ORDERS_PER_MINUTE"
     OUTSIDE_TRADING_HOURS = "OUTSIDE_TRADING_HOURS"
+
+
+class LinkState(StrEnum):
+    """The link to IB as the gate sees it."""
+
+    UP = "up"  # connected and reconciled
+    IB_LOST = "ib_lost"  # 1100: the socket is up, IB is not
+    DISCONNECTED = "disconnected"  # no socket (reconnecting)
+    RECONCILING = "reconciling"  # connected, the broker's orders and fills not yet reconciled
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,6 +225,7 @@ class GateState:
     now: datetime
     environment: Environment
     trading_state: TradingState = TradingState.ACTIVE
+    link: LinkState = LinkState.UP
     halt_reason: str | None = None
     positions: Mapping[str, Decimal] = field(default_factory=dict)  # signed units
     pending_buys: Mapping[str, Decimal] = field(default_factory=dict)  # open BUY remaining
@@ -279,6 +298,18 @@ def _live(c: _Check) -> Reason | None:
         return Reason(
             ReasonCode.LIVE_NOT_ALLOWED, "live trading: the mandate's allow_live is false"
         )
+    return None
+
+
+def _link(c: _Check) -> Reason | None:
+    link = c.state.link
+    if link is LinkState.IB_LOST:
+        return Reason(ReasonCode.CONNECTIVITY_LOST, "IB connectivity lost (1100): no orders")
+    if link is LinkState.DISCONNECTED:
+        return Reason(ReasonCode.CONNECTIVITY_LOST, "not connected to IB: no orders")
+    if link is LinkState.RECONCILING:
+        message = "reconciliation with the broker has not finished: no orders yet"
+        return Reason(ReasonCode.NOT_RECONCILED, message)
     return None
 
 
@@ -477,6 +508,7 @@ class _Scope(StrEnum):
 
 _RULES: tuple[tuple[_Rule, _Scope], ...] = (
     (_live, _Scope.ALL),
+    (_link, _Scope.ALL),
     (_trading_state, _Scope.OPENING),
     (_symbol, _Scope.ALL),
     (_sec_type, _Scope.ALL),

@@ -434,7 +434,8 @@ async def test_lost_connectivity_refuses_orders_and_a_reconnect_reconciles() -> 
     await bot.run()
     decisions = of(ledger, K.DECISION)
     assert decisions[0].payload["allowed"] is False
-    assert decisions[0].payload["reasons"][0]["code"] == "NO_QUOTE"  # type: ignore[index]
+    codes = [r["code"] for r in decisions[0].payload["reasons"]]  # type: ignore[attr-defined]
+    assert codes[0] == "CONNECTIVITY_LOST"  # and the quotes are stale: NO_QUOTE too
     assert decisions[1].payload["allowed"] is True
     assert [e.payload["state"] for e in of(ledger, K.CONNECTION)] == [
         "connected",

@@ -17,6 +17,7 @@ from ibpilot.gate import (
     Decision,
     GateState,
     IllegalTransition,
+    LinkState,
     Proposal,
     Quote,
     ReasonCode,
@@ -476,6 +477,7 @@ def test_decisions_are_deterministic(p: Proposal, s: GateState, limits: dict[str
 VIOLATIONS: dict[ReasonCode, tuple[str, dict[str, Any]]] = {
     RC.LIVE_NOT_ALLOWED: ("state", {"environment": Environment.LIVE}),
     RC.HALTED: ("state", {"trading_state": TradingState.HALTED}),
+    RC.CONNECTIVITY_LOST: ("state", {"link": LinkState.IB_LOST}),
     RC.SYMBOL_NOT_ALLOWED: ("mandate", {"allowed_symbols": ["MSFT"]}),
     RC.SEC_TYPE_NOT_ALLOWED: ("mandate", {"allowed_sec_types": ["FUT"]}),
     RC.ORDER_TYPE_NOT_ALLOWED: ("mandate", {"allowed_order_types": ["MKT"]}),
@@ -513,6 +515,26 @@ def test_every_violated_rule_is_reported_and_nothing_else(broken: set[ReasonCode
     assert set(decision.codes) == expected
     assert len(decision.codes) == len(expected)
     assert decision.allowed is (not expected)
+
+
+@pytest.mark.parametrize(
+    ("link", "code"),
+    [
+        (LinkState.IB_LOST, RC.CONNECTIVITY_LOST),
+        (LinkState.DISCONNECTED, RC.CONNECTIVITY_LOST),
+        (LinkState.RECONCILING, RC.NOT_RECONCILED),
+    ],
+)
+def test_no_order_passes_while_the_link_is_down_or_unreconciled(
+    link: LinkState, code: ReasonCode
+) -> None:
+    held = state(positions={"AAPL": D(10)}, link=link)
+    opening = decide(order(5), mandate(), held)
+    flatten = decide(order(10, side=Side.SELL, source=Source.FLATTEN), mandate(), held)
+    assert only(opening, code) == (None, None)
+    assert flatten.reducing
+    assert flatten.codes == (code,)
+    assert decide(order(5), mandate(), replace(held, link=LinkState.UP)).allowed
 
 
 @st.composite

@@ -37,6 +37,7 @@ from pydantic import (
     JsonValue,
     StrictBool,
     StrictInt,
+    StrictStr,
     model_validator,
 )
 
@@ -55,7 +56,9 @@ from ibpilot._config_load import (
     _time_zone,
     _validate,
 )
+from ibpilot.alerts import WebhookTarget
 from ibpilot.errors import ErrorName
+from ibpilot.ib_schedule import Region
 
 SIM_PORT = 4102
 _E = TypeVar("_E", bound=StrEnum)
@@ -232,6 +235,16 @@ class Credentials(_Model):
     host: Text = "127.0.0.1"
     port: Port  # filled from broker/gateway/environment when the file leaves it out
     client_id: ClientId = 1
+    # used when client_id is still held by a stale session (IB 326) after client_id_wait_s;
+    # orders placed under client_id stay visible (reqAllOpenOrders) but only it can modify them
+    fallback_client_id: ClientId | None = None
+
+    @model_validator(mode="after")
+    def _fallback_differs(self) -> Self:
+        if self.fallback_client_id is not None and self.fallback_client_id == self.client_id:
+            found = f"{self.fallback_client_id} (the same as client_id)"
+            raise _cross("fallback_client_id", f"expected another id, found {found}")
+        return self
 
 
 class ContractFields(_Model):
@@ -248,6 +261,43 @@ class ContractFields(_Model):
     multiplier: PositiveNumber | None = None
 
 
+class ScheduleSettings(_Model):
+    """When a disconnect is expected (see :mod:`ibpilot.ib_schedule`)."""
+
+    region: Region = Region.NA  # whose daily server reset: "na", "eu" or "asia"
+    gateway_restart_time: TimeOfDay | None = None  # IBC's AUTO_RESTART_TIME, 24-hour local
+    gateway_time_zone: Annotated[str, AfterValidator(_time_zone)] = "US/Eastern"
+    gateway_restart_grace_s: Annotated[StrictInt, Field(ge=1, le=3600)] = 120
+
+
+Seconds = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False)]
+
+
+class AlertsConfig(_Model):
+    """Where alerts go besides the log, and how hard to try (see :mod:`ibpilot.alerts`)."""
+
+    webhook_url: StrictStr | None = Field(default=None, repr=False)  # may hold a secret
+    timeout_s: Annotated[Seconds, Field(gt=0, le=60)] = 5.0  # per attempt
+    retries: Annotated[StrictInt, Field(ge=0, le=10)] = 3  # after the first attempt
+    retry_backoff_s: Annotated[Seconds, Field(ge=0, le=60)] = 1.0  # doubled per retry
+    cooldown_s: Annotated[Seconds, Field(ge=0, le=86400)] = 300.0  # same kind and key
+    queue_size: Annotated[StrictInt, Field(ge=1, le=10000)] = 100
+    connection_alert_after_s: Annotated[Seconds, Field(gt=0, le=86400)] = 300.0
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _webhook_url_valid(cls, data: Any) -> Any:
+        """Check the URL here, so the error never repeats it (its path may be a secret)."""
+        url = data.get("webhook_url") if isinstance(data, dict) else None
+        if isinstance(url, str):
+            try:
+                WebhookTarget.parse(url)
+            except ValueError as exc:
+                raise _cross("webhook_url", str(exc)) from None
+        return data
+
+
 class AdapterConfig(ContractFields):
     """``adapter.json``: which gateway to talk to, how, and in which environment."""
 
@@ -261,6 +311,17 @@ class AdapterConfig(ContractFields):
     rate_limit_ms: Annotated[StrictInt, Field(ge=0)] = 0  # min ms between orders; 0: IB pacing
     account: Text | None = None  # the account id the gateway must report
     connect_timeout_s: Annotated[float, BeforeValidator(_number), Field(gt=0, le=300)] = 10.0
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)  # log only unless a webhook
+    # a reqCurrentTime every keepalive_s (0: off); no answer in keepalive_timeout_s means the
+    # gateway is hung or the socket half-open: ibpilot closes it and reconnects
+    keepalive_s: Annotated[float, BeforeValidator(_number), Field(ge=0, le=3600)] = 20.0
+    keepalive_timeout_s: Annotated[float, BeforeValidator(_number), Field(gt=0, le=300)] = 10.0
+    # how long to wait for a stale session to free client_id (IB 326) before the fallback id
+    # or, without one, failing with CLIENT_ID_IN_USE (0: fail at once)
+    client_id_wait_s: Annotated[float, BeforeValidator(_number), Field(ge=0, le=3600)] = 0.0
+    # a subscribed instrument silent this long while its market is open is resubscribed
+    # (twice), then reported stale: a silent feed is never taken for a quiet market
+    stale_data_s: Annotated[float, BeforeValidator(_number), Field(gt=0, le=86400)] = 120.0
 
     @model_validator(mode="before")
     @classmethod

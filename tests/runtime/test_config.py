@@ -6,7 +6,7 @@ import copy
 import json
 import random
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -591,3 +591,79 @@ def test_spec_hash_of_the_example_file(tmp_path: Path) -> None:
     tighter = strategy(max_daily_loss=249)
     assert spec_hash_of_file(write(tmp_path, "tighter.json", tighter)) != original
     assert load_strategy(reformatted).spec_hash == original
+
+
+# --- alerts -----------------------------------------------------------------------------------
+
+
+def test_alerts_default_to_the_log_only_with_the_north_american_schedule() -> None:
+    alerts = load_adapter(EXAMPLES / "adapter.json").alerts
+    assert alerts.webhook_url is None
+    assert (alerts.timeout_s, alerts.retries, alerts.retry_backoff_s) == (5, 3, 1)
+    assert (alerts.cooldown_s, alerts.queue_size) == (300, 100)
+    assert alerts.connection_alert_after_s == 300
+    assert alerts.schedule.region == "na"
+    assert alerts.schedule.gateway_restart_time is None
+    assert alerts.schedule.gateway_time_zone == "US/Eastern"
+    assert alerts.schedule.gateway_restart_grace_s == 120
+
+
+def test_alerts_settings_load(tmp_path: Path) -> None:
+    url = "https://hooks.example.com/services/T0/B0/s3cr3t"
+    section = {
+        "webhook_url": url, "timeout_s": 2.5, "retries": 0, "retry_backoff_s": 0,
+        "cooldown_s": 60, "queue_size": 10, "connection_alert_after_s": 120,
+        "schedule": {"region": "asia", "gateway_restart_time": "23:45",
+                     "gateway_time_zone": "Asia/Hong_Kong", "gateway_restart_grace_s": 90},
+    }  # fmt: skip
+    adapter = load_adapter(write(tmp_path, "a.json", ADAPTER | {"alerts": section}))
+    alerts = adapter.alerts
+    assert alerts.webhook_url == url
+    assert "s3cr3t" not in repr(adapter)
+    assert (alerts.timeout_s, alerts.retries, alerts.cooldown_s) == (2.5, 0, 60)
+    assert alerts.schedule.region == "asia"
+    assert alerts.schedule.gateway_restart_time == time(23, 45)
+
+
+URL = "an http:// or https:// URL"
+
+
+@pytest.mark.parametrize(
+    ("section", "path", "message"),
+    [
+        ({"webhook_url": "ftp://h/s3cr3t"}, ".webhook_url", f'expected {URL}, found scheme "ftp"'),
+        ({"webhook_url": "https:///s3cr3t"}, ".webhook_url",
+         "expected a URL with a host, found https:// without one"),
+        ({"webhook_url": "http://host/s3cr3t "}, ".webhook_url",
+         "expected a URL without spaces or control characters"),
+        ({"webhook_url": 5}, ".webhook_url", f"expected {URL} (a string), found 5"),
+        ({"timeout_s": 0}, ".timeout_s", "expected a number of seconds > 0 and <= 60, found 0"),
+        ({"timeout_s": "5"}, ".timeout_s",
+         'expected a number of seconds > 0 and <= 60, found "5"'),
+        ({"retries": 11}, ".retries", "expected an integer 0-10, found 11"),
+        ({"retries": 1.5}, ".retries", "expected an integer 0-10, found 1.5"),
+        ({"cooldown_s": -1}, ".cooldown_s",
+         "expected a number of seconds >= 0 and <= 86400, found -1"),
+        ({"queue_size": 0}, ".queue_size", "expected an integer 1-10000, found 0"),
+        ({"connection_alert_after_s": True}, ".connection_alert_after_s",
+         "expected a number of seconds > 0 and <= 86400, found true"),
+        ({"cooldown": 60}, ".cooldown", "unknown key (did you mean 'cooldown_s'?)"),
+        ({"schedule": {"region": "us"}}, ".schedule.region",
+         "expected one of 'na', 'eu' or 'asia', found \"us\""),
+        ({"schedule": {"gateway_restart_time": "11:45 PM"}}, ".schedule.gateway_restart_time",
+         'expected a time "HH:MM" (24-hour), found "11:45 PM"'),
+        ({"schedule": {"gateway_time_zone": "Eastern"}}, ".schedule.gateway_time_zone",
+         'expected an IANA time zone such as "US/Eastern" or "Europe/London", found "Eastern"'),
+        ({"schedule": {"gateway_restart_grace_s": 0}}, ".schedule.gateway_restart_grace_s",
+         "expected an integer number of seconds 1-3600, found 0"),
+        ({"schedule": []}, ".schedule", "expected an object, found []"),
+        ("slack", "", 'expected an object, found "slack"'),
+    ],
+)  # fmt: skip
+def test_alerts_problems_name_path_expected_and_found(
+    tmp_path: Path, section: Any, path: str, message: str
+) -> None:
+    lines = adapter_errors(tmp_path, ADAPTER | {"alerts": section})
+    assert lines == [f"adapter.json: $.alerts{path}: {message}"]
+    assert all(LINE.match(line) for line in lines)
+    assert "s3cr3t" not in "\n".join(lines)

@@ -2,11 +2,12 @@
 
 Run: ``.venv/bin/python bench/ledger_append.py [--count N] [--dir DIR] [--pg URL]``.
 SQLite is measured in ``DIR`` (default ``var/bench``: a real disk, not tmpfs, or fsync is
-free and the numbers lie), WAL with ``synchronous=FULL``. PostgreSQL is measured if ``--pg``
+free and the numbers lie), in WAL mode with ``?sync=normal`` (the default: no fsync per
+commit) and ``?sync=full`` (an fsync per commit). PostgreSQL is measured if ``--pg``
 or ``IBPILOT_TEST_PG_URL`` names one (``scripts/pg-test-server.sh`` starts one), in a
 throwaway schema. Each append is one transaction: lock the head, check it, insert, move the
-head, commit (fsync). Also measured: ``append_many`` of 3 entries (proposal, decision, intent
-in one transaction) and the in-memory backend for reference.
+head, commit (with ``sync=full``, fsync). Also measured: ``append_many`` of 3 entries
+(proposal, decision, intent in one transaction) and the in-memory backend for reference.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def measure(label: str, count: int, step: Callable[[int], object], per_call: int
     elapsed = time.perf_counter() - start
     cuts = statistics.quantiles(latencies, n=100)
     print(
-        f"{label:<28} {count * per_call / elapsed:9.0f} entries/s   "
+        f"{label:<34} {count * per_call / elapsed:9.0f} entries/s   "
         f"p50 {cuts[49]:8.0f} us   p99 {cuts[98]:8.0f} us   max {max(latencies):8.0f} us"
     )
 
@@ -78,7 +79,7 @@ def run(label: str, ledger: Ledger, count: int) -> None:
     report = ledger.verify()
     assert report.ok, report.problems
     took = time.perf_counter() - started
-    print(f"{label + ' verify':<28} {report.checked / took:9.0f} entries/s   ({report.checked})")
+    print(f"{label + ' verify':<34} {report.checked / took:9.0f} entries/s   ({report.checked})")
 
 
 def main() -> None:
@@ -93,8 +94,10 @@ def main() -> None:
     directory = args.dir / f"ledger-{uuid.uuid4().hex[:8]}"
     directory.mkdir(parents=True)
     try:
-        with SqlLedger(f"sqlite:///{directory.absolute() / 'bench.sqlite'}") as ledger:
-            run("sqlite", ledger, args.count)
+        for sync in ("normal", "full"):
+            path = directory.absolute() / f"bench-{sync}.sqlite"
+            with SqlLedger(f"sqlite:///{path}?sync={sync}") as ledger:
+                run(f"sqlite sync={sync}", ledger, args.count)
     finally:
         shutil.rmtree(directory)
 

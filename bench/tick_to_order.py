@@ -3,13 +3,16 @@
 Run: ``.venv/bin/python bench/tick_to_order.py [--samples 200] [--rounds 2] [--no-pin]``.
 Target: ibpilot's p50 within 1.5x of bare ib_async's.
 
-Three contestants, one after the other, against one SimGateway (127.0.0.1, port 0), in
-``--rounds`` rounds (ABC, then CBA, ...) so that a drift in the machine's load falls on all:
+Four contestants, one after the other, against one SimGateway (127.0.0.1, port 0), in
+``--rounds`` rounds (ABCD, then DCBA, ...) so that a drift in the machine's load falls on all:
 ``bare ib_async`` (IB(), reqMktData, a pendingTickersEvent handler, placeOrder; no gate, no
-ledger); ``ibpilot sqlite``, the runtime's path (Engine + IbkrBroker with ``rate_limit_ms`` 0 +
-the gate, with a permissive mandate and all-day hours: every rule runs, none refuses + the OMS +
-SqlLedger, WAL and ``synchronous=FULL``, under ``--dir``: a real disk, on tmpfs fsync is free)
-with a strategy defined here that proposes in ``on_tick``; ``ibpilot memory``, with MemoryLedger.
+ledger); ``ibpilot sqlite normal``, the runtime's path (Engine + IbkrBroker with
+``rate_limit_ms`` 0 + the gate, with a permissive mandate and all-day hours: every rule runs,
+none refuses + the OMS + SqlLedger in WAL mode with its default ``?sync=normal``, under
+``--dir``) with a strategy defined here that proposes in ``on_tick``; ``ibpilot sqlite full``,
+the same with ``?sync=full`` (an fsync per commit: ``--dir`` must be a real disk, on tmpfs fsync
+is free); ``ibpilot memory``, with MemoryLedger.  Each is reported with its p50 and p99 and
+their ratios to bare ib_async's.
 
 The trigger, applied identically by both contestants to the ticker's last price and, after each
 phase, by the benchmark to the LAST tickPrice frames the simulator sent: the last trade price
@@ -28,10 +31,10 @@ A trigger no order answers (two feed steps read in one batch can hide a change) 
 The simulator runs in a child process, as IB Gateway does, pinned to the last CPU and the
 contestants to the others.  With ``--no-pin`` the kernel tends to wake the simulator on the
 contestant's CPU, where it waits for what the contestant does after the send (ibpilot's
-ORDER_SENT append: its fsync lands in t1).  Also printed: where the time goes, per stage, from
-timestamps taken in the benchmark's own code: the bare handler; ibpilot's strategy, a timing
-wrapper around the ledger and an IbkrBroker subclass noting when quotes are published and when
-``place()`` is called.
+ORDER_SENT append: with ``sync=full`` its fsync lands in t1).  Also printed: where the time
+goes, per stage, from timestamps taken in the benchmark's own code: the bare handler;
+ibpilot's strategy, a timing wrapper around the ledger and an IbkrBroker subclass noting when
+quotes are published and when ``place()`` is called.
 """
 
 from __future__ import annotations
@@ -78,7 +81,9 @@ PLACE_ORDER = 3
 TICK_PRICE_V6 = b"1\x006\x00"  # how a tickPrice frame's payload starts
 LAST = b"4"
 SETTLE_S = 0.5  # after the last trigger: let its order reach the simulator
-BARE, SQLITE, MEMORY = "bare ib_async", "ibpilot sqlite", "ibpilot memory"
+BARE, MEMORY = "bare ib_async", "ibpilot memory"
+SQLITE = {"ibpilot sqlite normal": "normal", "ibpilot sqlite full": "full"}  # name -> ?sync=
+CONTESTANTS = [BARE, *SQLITE, MEMORY]
 Lasts = list[tuple[int, float]]  # (ns when written, price) of each LAST tickPrice frame
 Orders = list[tuple[int, str]]  # (ns when read, orderRef) of each placeOrder
 
@@ -454,10 +459,13 @@ def percentile(ordered: list[float], p: float) -> float:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-def row(label: str, values: list[float]) -> str:
-    ordered = sorted(values)
+def row(label: str, values: list[float], bare: list[float]) -> str:
+    """n, p50, p90, p99, max and the p50 and p99 ratios to ``bare``'s."""
+    ordered, base = sorted(values), sorted(bare)
     cuts = [percentile(ordered, p) for p in (50, 90, 99)] + [ordered[-1]]
-    return f"{label:<16} {len(values):5d} " + " ".join(f"{c:8.0f}" for c in cuts)
+    ratios = [percentile(ordered, p) / percentile(base, p) for p in (50, 99)]
+    numbers = " ".join(f"{c:8.0f}" for c in cuts) + " " + " ".join(f"{r:6.2f}x" for r in ratios)
+    return f"{label:<22} {len(values):5d} {numbers}"
 
 
 def breakdown(result: Result) -> list[str]:
@@ -516,7 +524,8 @@ async def phase(
         run = await run_ibpilot(sim.port, client_id, args.digits, want, args.limit, MemoryLedger())
     else:
         directory = Path(tempfile.mkdtemp(prefix="tick-to-order-", dir=args.dir))
-        ledger = SqlLedger(f"sqlite:///{directory.absolute() / 'ledger.sqlite'}")  # noqa: ASYNC240
+        path = directory.absolute() / "ledger.sqlite"  # noqa: ASYNC240
+        ledger = SqlLedger(f"sqlite:///{path}?sync={SQLITE[name]}")
         try:
             run = await run_ibpilot(sim.port, client_id, args.digits, want, args.limit, ledger)
         finally:
@@ -538,7 +547,7 @@ async def bench(args: argparse.Namespace) -> None:
     args.dir.mkdir(parents=True, exist_ok=True)
     sim = open_sim(args)
     await sim.open()
-    names = [BARE, SQLITE, MEMORY]
+    names = CONTESTANTS
     results = {name: Result() for name in names}
     per_phase = math.ceil(args.samples / args.rounds)
     try:
@@ -559,9 +568,13 @@ def report(results: dict[str, Result], sim_where: str, args: argparse.Namespace)
     print("\nTick to order: the simulator writes the triggering tickPrice -> reads the placeOrder")
     for line in environment(sim_where, args):
         print(line)
-    print(f"\n{'contestant':<16} {'n':>5} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}  (us)")
+    heads = ("n", "p50", "p90", "p99", "max", "p50/bare", "p99/bare")
+    widths = (5, 8, 8, 8, 8, 7, 7)
+    columns = " ".join(f"{h:>{w}}" for h, w in zip(heads, widths, strict=True))
+    print(f"\n{'contestant':<22} {columns}  (us)")
+    bare = [s.latency_ns / 1e3 for s in results[BARE].samples]
     for name, result in results.items():
-        print(row(name, [s.latency_ns / 1e3 for s in result.samples]))
+        print(row(name, [s.latency_ns / 1e3 for s in result.samples], bare))
     for name, result in results.items():
         counts = (
             f"{result.triggers} triggers, {result.missed} missed, "
@@ -569,7 +582,7 @@ def report(results: dict[str, Result], sim_where: str, args: argparse.Namespace)
         )
         print(f"  {name}: {counts}")
     p50 = {n: percentile(sorted(s.latency_ns for s in r.samples), 50) for n, r in results.items()}
-    for name in (SQLITE, MEMORY):
+    for name in CONTESTANTS[1:]:
         ratio = p50[name] / p50[BARE]
         verdict = "within" if ratio <= 1.5 else "ABOVE"
         print(f"p50 ratio {name} / {BARE}: {ratio:.2f}x ({verdict} the 1.5x target)")

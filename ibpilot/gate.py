@@ -476,6 +476,8 @@ def _daily_loss(c: _Check) -> Reason | None:
 
 def _rate(c: _Check) -> Reason | None:
     limit = c.mandate.orders_per_minute(c.state.environment)
+    if len(c.state.recent_orders) < limit:
+        return None  # even if every one of them counts, this order is within the limit
     since = c.state.now - _WINDOW
     count = sum(1 for sent in c.state.recent_orders if sent > since) + 1
     if count > limit:
@@ -525,6 +527,15 @@ _RULES: tuple[tuple[_Rule, _Scope], ...] = (
     (_rate, _Scope.NOT_EMERGENCY),
     (_hours, _Scope.NOT_EMERGENCY),
 )
+# The rules each kind of proposal meets, in table order: (opening, reducing, emergency).
+_SCOPES_OF = (
+    {_Scope.ALL, _Scope.NOT_EMERGENCY, _Scope.OPENING},
+    {_Scope.ALL, _Scope.NOT_EMERGENCY},
+    {_Scope.ALL},
+)
+_OPENING, _REDUCING, _EMERGENCY = (
+    tuple(rule for rule, scope in _RULES if scope in scopes) for scopes in _SCOPES_OF
+)
 
 
 def is_reducing(proposal: Proposal, state: GateState) -> bool:
@@ -563,12 +574,10 @@ def decide(proposal: Proposal, mandate: Mandate, state: GateState) -> Decision:
     check = _Check(
         proposal, mandate, state, reducing, emergency, quote, _valuation_price(proposal, quote)
     )
-    scopes = {_Scope.ALL, _Scope.NOT_EMERGENCY, _Scope.OPENING}
-    if reducing:
-        scopes = {_Scope.ALL} if emergency else {_Scope.ALL, _Scope.NOT_EMERGENCY}
+    rules = (_EMERGENCY if emergency else _REDUCING) if reducing else _OPENING
     reasons: list[Reason] = []
-    for rule, scope in _RULES:
-        reason = rule(check) if scope in scopes else None
+    for rule in rules:
+        reason = rule(check)
         if reason is not None and reason not in reasons:
             reasons.append(reason)
     halt = daily_loss_breached(mandate, state)

@@ -144,6 +144,7 @@ def report_trigger(report: OrderReport, quantity: Decimal) -> IntentTrigger:
 
 _B32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _FROM_B32 = str.maketrans(_B32, "0123456789abcdefghijklmnopqrstuv")
+_B32_PAIRS = tuple(a + b for a in _B32 for b in _B32)  # 10 bits -> two digits
 
 
 class IntentIds:
@@ -155,7 +156,10 @@ class IntentIds:
 
     def __init__(self, spec_hash: str, rng: random.Random | None = None) -> None:
         self.prefix = f"ibp-{(spec_hash or '0' * 8)[:8]}-"
-        self._rng, self._last = rng, (-1, 0)
+        # the tail only keeps ids of the same millisecond apart across processes: a generator
+        # seeded from the OS once, instead of a system call per id
+        self._rng = rng or random.Random(secrets.randbits(128))
+        self._last = (-1, 0)
 
     def observe(self, intent_id: str) -> None:
         body = intent_id.removeprefix(self.prefix).translate(_FROM_B32)
@@ -167,10 +171,14 @@ class IntentIds:
         seq = self._last[1] + 1 if ms == self._last[0] else 0
         ms, seq = (ms + 1, 0) if seq >= 32 * 32 else (ms, seq)
         self._last = (ms, seq)
-        tail = self._rng.getrandbits(20) if self._rng is not None else secrets.randbits(20)
-        digits = [(ms >> (5 * k)) & 31 for k in range(9, -1, -1)]
-        digits += [seq >> 5, seq & 31] + [(tail >> (5 * k)) & 31 for k in range(3, -1, -1)]
-        return self.prefix + "".join(_B32[d] for d in digits)
+        tail = self._rng.getrandbits(20)
+        # 80 bits, 16 digits: ms (10 digits), seq (2), tail (4), most significant first
+        v, p = (ms << 30) | (seq << 20) | tail, _B32_PAIRS
+        return (
+            f"{self.prefix}{p[v >> 70 & 1023]}{p[v >> 60 & 1023]}{p[v >> 50 & 1023]}"
+            f"{p[v >> 40 & 1023]}{p[v >> 30 & 1023]}{p[v >> 20 & 1023]}{p[v >> 10 & 1023]}"
+            f"{p[v & 1023]}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,8 +258,9 @@ class Intent:
         return replace(self, fills=dict(self.fills))
 
     def order_request(self, contract: Contract) -> OrderRequest:
+        side = self.side if type(self.side) is BrokerSide else BrokerSide(self.side.value)
         return OrderRequest(
-            intent_id=self.intent_id, contract=contract, side=BrokerSide(self.side.value),
+            intent_id=self.intent_id, contract=contract, side=side,
             quantity=self.quantity, order_type=self.order_type, limit_price=self.limit_price,
             stop_price=self.stop_price, tif=self.tif,
         )  # fmt: skip
@@ -259,8 +268,18 @@ class Intent:
 
 def encode(obj: object, names: Iterable[str] | None = None) -> dict[str, object]:
     """A dataclass's fields (all, or ``names``) as a ledger payload."""
-    names = names or [f.name for f in fields(obj)]  # type: ignore[arg-type]  # any dataclass
+    if not names:
+        names = _FIELD_NAMES.get(type(obj)) or _field_names(obj)
     return {name: getattr(obj, name) for name in names}
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(obj: object) -> tuple[str, ...]:
+    found = fields(obj)  # type: ignore[arg-type]  # any dataclass
+    names = _FIELD_NAMES[type(obj)] = tuple(f.name for f in found)
+    return names
 
 
 _HINTS: dict[object, dict[str, Any]] = {}

@@ -4,9 +4,11 @@ One source of truth for the bot's own actions (DESIGN.md): configuration loaded,
 connection events, every proposal with the gate's decision and reasons (refusals too), every
 intent, order sent, status change, fill and commission, reconciliations, halts and kill-switch
 actions. "Ledger before wire": :meth:`Ledger.append` returns only once the entry is durable
-(committed; SQLite in WAL mode with ``synchronous=FULL``; PostgreSQL with
-``synchronous_commit`` on), so the runtime appends the intent and the gate's decision first
-and sends the order after.
+(committed; PostgreSQL with ``synchronous_commit`` on; SQLite in WAL mode, by default with
+``synchronous=NORMAL``: the commit is in the WAL file, safe from a crash or ``kill -9`` of the
+bot though not from a power loss, and ``sqlite:///path?sync=full`` fsyncs every commit; see
+:mod:`ibpilot._ledger_sql` for why), so the runtime appends the intent and the gate's
+decision first and sends the order after.
 
 Entries
     ``seq`` (1, 2, 3, ... without gaps), ``ts`` (the caller's clock, UTC, microseconds; the
@@ -49,7 +51,7 @@ import numbers
 import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -133,6 +135,8 @@ class EntryKind(StrEnum):
     MANDATE_INTEGRITY_VIOLATION = "MANDATE_INTEGRITY_VIOLATION"
     STRATEGY_ERROR = "STRATEGY_ERROR"
     NOTE = "NOTE"
+    MARKET_DATA = "MARKET_DATA"  # a feed fell silent, was renewed, recovered; farm notices
+    ALERT = "ALERT"  # an alert raised to the operator (log and webhook)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,42 +238,79 @@ def format_ts(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _normalise(value: object) -> JsonValue:
-    """Plain JSON values; containers are copied, so the entry never aliases the caller's."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        return str(value)  # a StrEnum becomes its value
-    if isinstance(value, numbers.Integral):  # int, IntEnum, numpy integers
-        return int(value)
-    if isinstance(value, numbers.Real):  # float, numpy floats; NaN is refused when dumped
-        return float(value)
-    if isinstance(value, datetime):
-        return format_ts(value)
-    if isinstance(value, Decimal | uuid.UUID | date):
-        return str(value)  # Decimal("1.10") -> "1.10", exactly
-    if isinstance(value, Enum):
-        return _normalise(value.value)
-    if isinstance(value, Mapping):
-        return _normalise_object(value)
-    if isinstance(value, list | tuple):
-        return [_normalise(item) for item in value]
+_Convert: TypeAlias = Callable[[Any], JsonValue]
+
+
+def _converter(kind: type) -> _Convert | None:
+    """How a value of type ``kind`` becomes a plain JSON value (None: it is one already)."""
+    if kind in (type(None), bool, str, int, float):
+        return None
+    if issubclass(kind, str):
+        return str  # a StrEnum becomes its value
+    if issubclass(kind, numbers.Integral):  # IntEnum, numpy integers
+        return int
+    if issubclass(kind, numbers.Real):  # numpy floats; NaN is refused when dumped
+        return float
+    if issubclass(kind, datetime):
+        return format_ts
+    if issubclass(kind, Decimal | uuid.UUID | date):
+        return str  # Decimal("1.10") -> "1.10", exactly
+    if issubclass(kind, Enum):
+        return _enum_value
+    if issubclass(kind, Mapping):
+        return _normalise_object
+    if issubclass(kind, list | tuple):
+        return _normalise_list
+    return _refuse
+
+
+def _enum_value(value: Enum) -> JsonValue:
+    return _normalise(value.value)
+
+
+def _normalise_list(value: list[object] | tuple[object, ...]) -> list[JsonValue]:
+    return [_normalise(item) for item in value]
+
+
+def _refuse(value: object) -> JsonValue:
     raise TypeError(f"cannot store a {type(value).__name__} in a ledger payload: {value!r:.80}")
 
 
+def _first_sight(value: object) -> JsonValue:
+    """Normalise a value of a type not met before, and remember how for that type."""
+    convert = _CONVERTERS[type(value)] = _converter(type(value))
+    return value if convert is None else convert(value)  # type: ignore[return-value]  # None: already plain JSON
+
+
+# type -> its converter, filled as types are met: every value is one dict look-up away
+_CONVERTERS: dict[type, _Convert | None] = {}
+
+
+def _normalise(value: object) -> JsonValue:
+    """Plain JSON values; containers are copied, so the entry never aliases the caller's."""
+    convert = _CONVERTERS.get(type(value), _first_sight)
+    return value if convert is None else convert(value)  # type: ignore[return-value]  # None: already plain JSON
+
+
 def _normalise_object(value: Mapping[Any, object]) -> dict[str, JsonValue]:
-    out: dict[str, JsonValue] = {}
+    out: dict[str, Any] = {}  # JsonValue; _normalise inlined: this runs for every payload
+    converters = _CONVERTERS
     for key, item in value.items():
-        if not isinstance(key, str):
+        if type(key) is not str and not isinstance(key, str):
             raise TypeError(f"ledger payload keys must be strings, got {key!r:.80}")
-        out[str(key)] = _normalise(item)
+        convert = converters.get(type(item), _first_sight)
+        # str(key): a StrEnum becomes its value
+        out[key if type(key) is str else str(key)] = item if convert is None else convert(item)
     return out
 
 
-def _dumps(value: JsonValue) -> str:
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    )
+# json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False),
+# with the encoder made once (normalised values have no cycles to check for).
+_dumps = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False, check_circular=False
+).encode
+_quote = json.encoder.encode_basestring_ascii  # a string as that encoder writes it
+_HASH_PREFIX = f"[{_quote(HASH_FORMAT)},"
 
 
 def canonical_json(payload: Mapping[str, object]) -> str:
@@ -279,7 +320,14 @@ def canonical_json(payload: Mapping[str, object]) -> str:
 
 def entry_hash(seq: int, ts: str, kind: str, spec_hash: str, payload: str, prev_hash: str) -> str:
     """SHA-256 (hex) over the stored strings of an entry; see the module docstring."""
-    material = _dumps([HASH_FORMAT, seq, ts, kind, spec_hash, payload, prev_hash])
+    usual = type(seq) is int and type(ts) is type(kind) is type(spec_hash) is str
+    if usual and type(payload) is type(prev_hash) is str:  # the same text, written directly
+        material = (
+            f"{_HASH_PREFIX}{seq},{_quote(ts)},{_quote(kind)},{_quote(spec_hash)},"
+            f"{_quote(payload)},{_quote(prev_hash)}]"
+        )
+    else:
+        material = _dumps([HASH_FORMAT, seq, ts, kind, spec_hash, payload, prev_hash])
     return hashlib.sha256(material.encode("ascii")).hexdigest()
 
 
@@ -292,17 +340,7 @@ def seal(
     spec_hash: str = "",
 ) -> Entry:
     """The entry that follows ``head``. Raises TypeError/ValueError for a bad payload or ts."""
-    kind = EntryKind(kind)
-    if len(spec_hash) > 128 or not (spec_hash.isascii() and spec_hash.isprintable()):
-        raise ValueError(
-            f"a spec hash is up to 128 printable ASCII characters, got {spec_hash!r:.80}"
-        )
-    normalised = _normalise_object(payload)
-    text = _dumps(normalised)
-    ts_text = format_ts(ts)
-    seq = head.seq + 1
-    digest = entry_hash(seq, ts_text, kind.value, spec_hash, text, head.hash)
-    return Entry(seq, ts.astimezone(UTC), kind, spec_hash, normalised, head.hash, digest)
+    return _seal(head, [(kind, payload)], ts, spec_hash, None)[0]
 
 
 def seal_many(
@@ -313,12 +351,53 @@ def seal_many(
     spec_hash: str = "",
 ) -> list[Entry]:
     """Entries that follow ``head``, chained to each other, all stamped ``ts``."""
+    return _seal(head, items, ts, spec_hash, None)
+
+
+def seal_rows(
+    head: ChainHead,
+    items: Iterable[tuple[EntryKind, Mapping[str, object]]],
+    *,
+    ts: datetime,
+    spec_hash: str = "",
+) -> list[tuple[Entry, StoredRow]]:
+    """:func:`seal_many`, each entry with its stored row (the texts are made once)."""
+    rows: list[StoredRow] = []
+    return list(zip(_seal(head, items, ts, spec_hash, rows), rows, strict=True))
+
+
+def _seal(
+    head: ChainHead,
+    items: Iterable[tuple[EntryKind, Mapping[str, object]]],
+    ts: datetime,
+    spec_hash: str,
+    rows: list[StoredRow] | None,
+) -> list[Entry]:
     out: list[Entry] = []
-    for kind, payload in items:
-        entry = seal(head, kind, payload, ts=ts, spec_hash=spec_hash)
-        out.append(entry)
-        head = entry.head
+    stamp: tuple[str, datetime] | None = None
+    seq, prev = head.seq, head.hash
+    for given, payload in items:
+        kind = given if type(given) is EntryKind else EntryKind(given)
+        if stamp is None:  # checked once, at the first entry
+            _check_spec_hash(spec_hash)
+        normalised = _normalise_object(payload)
+        text = _dumps(normalised)
+        if stamp is None:
+            stamp = (format_ts(ts), ts.astimezone(UTC))
+        seq, kind_text = seq + 1, str(kind)  # a StrEnum's str() is its value
+        digest = entry_hash(seq, stamp[0], kind_text, spec_hash, text, prev)
+        out.append(Entry(seq, stamp[1], kind, spec_hash, normalised, prev, digest))
+        if rows is not None:
+            rows.append(StoredRow(seq, stamp[0], kind_text, spec_hash, text, prev, digest))
+        prev = digest
     return out
+
+
+def _check_spec_hash(spec_hash: str) -> None:
+    if len(spec_hash) > 128 or not (spec_hash.isascii() and spec_hash.isprintable()):
+        raise ValueError(
+            f"a spec hash is up to 128 printable ASCII characters, got {spec_hash!r:.80}"
+        )
 
 
 # -- verification (sans-IO) -------------------------------------------------------------------
@@ -599,8 +678,10 @@ def resolve_ledger_url(url_or_path: str | None, directory: Path) -> str:
 
     ``None`` or empty: ``ibpilot-ledger.sqlite`` in ``directory``. A path (relative to
     ``directory``; a directory gets the default file name): that SQLite file.
-    ``sqlite:///path``; ``postgresql://``, ``postgres://`` and ``postgresql+psycopg://`` URLs
-    (psycopg 3 is the driver). Raises LedgerConfigError for anything else.
+    ``sqlite:///path`` (with ``?sync=full`` or ``?sync=normal``, the default: see
+    :mod:`ibpilot._ledger_sql`); ``postgresql://``, ``postgres://`` and
+    ``postgresql+psycopg://`` URLs (psycopg 3 is the driver). Raises LedgerConfigError for
+    anything else.
     """
     if not url_or_path:
         return f"sqlite:///{(directory / DEFAULT_FILENAME).absolute()}"

@@ -16,6 +16,7 @@ MISSING.  The ledger is the truth of what the bot decided; the broker of what th
 
 from __future__ import annotations
 
+import bisect
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -126,9 +127,13 @@ class Oms:
         self._by_perm: dict[int, str] = {}
         self._execs: dict[str, ExecutionReport] = {}  # every execution seen, by execId base
         self._foreign: dict[tuple[int, int], OrderReport] = {}  # open orders that are not ours
-        self._sent: list[datetime] = []
+        self._sent: list[datetime] = []  # when intents were sent, sorted (see recent_sends)
         self._in_flight: set[str] = set()
+        self._open_ids: dict[str, None] = {}  # see _open
+        self._indexed = 0  # len(_intents) when _open_ids was last brought up to date
         self._recover()
+        self._sent.sort()
+        self._reopened()
 
     # -- views --------------------------------------------------------------------------------
 
@@ -154,7 +159,7 @@ class Oms:
 
     def recent_sends(self, now: datetime) -> tuple[datetime, ...]:
         """When intents were sent in the last minute (the gate's orders-per-minute rule)."""
-        self._sent = [t for t in self._sent if t > now - timedelta(seconds=60)]
+        del self._sent[: bisect.bisect_right(self._sent, now - timedelta(seconds=60))]
         return tuple(self._sent)
 
     # -- the path to the broker ---------------------------------------------------------------
@@ -196,7 +201,9 @@ class Oms:
         records.append((_K.INTENT, encode(intent, _INTENT_FIELDS)))
         self._ledger.append_many(records, ts=ts, spec_hash=self.spec_hash)  # ledger before wire
         self._intents[intent_id] = intent
-        self._sent.append(ts)
+        self._open_ids[intent_id] = None  # the newest intent: last in both orders
+        self._indexed += 1
+        bisect.insort(self._sent, ts)
         self._in_flight.add(intent_id)
         try:
             order_id = await self._broker.place(intent.order_request(contract))
@@ -365,7 +372,28 @@ class Oms:
     # -- internals ----------------------------------------------------------------------------
 
     def _open(self) -> list[Intent]:
-        return [i for i in self._intents.values() if i.open]
+        """The open intents, in the order they were made (as in ``_intents``).
+
+        ``_open_ids`` holds every open intent (and maybe some that closed since), in that
+        order, so this does not walk every intent ever made: an intent opens in ``submit``, or
+        in ``_transition`` (``_reopened``), or was open when the ledger was replayed; an intent
+        added to ``_intents`` anywhere else is caught by the count.
+        """
+        if len(self._intents) != self._indexed:
+            self._reopened()
+        found = []
+        for intent_id in self._open_ids:
+            intent = self._intents[intent_id]
+            if intent.open:
+                found.append(intent)
+        if len(found) < len(self._open_ids):
+            self._open_ids = dict.fromkeys(i.intent_id for i in found)
+        return found
+
+    def _reopened(self) -> None:
+        """Rebuild ``_open_ids`` from every intent (at start; when a closed intent reopens)."""
+        self._open_ids = dict.fromkeys(k for k, i in self._intents.items() if i.open)
+        self._indexed = len(self._intents)
 
     def _match(self, intent_id: str, perm_id: int) -> Intent | None:
         intent = self._intents.get(intent_id) if intent_id else None
@@ -389,6 +417,8 @@ class Oms:
             intent.apply(trigger)
         except IllegalIntentTransition:
             extra["ignored"] = f"{trigger} is not a transition from {intent.state}"
+        if intent.open and intent.intent_id not in self._open_ids:
+            self._reopened()  # e.g. Inactive, then working again: rare
         self._append(kind, {**payload, **extra, "state": intent.state})
 
     def _recover(self) -> None:

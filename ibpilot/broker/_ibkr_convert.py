@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -177,12 +177,20 @@ def quote_of(ticker: ib_async.Ticker, now: datetime) -> Quote | None:
     return Quote(
         con_id=contract.conId,
         time=aware(ticker.time, now),
-        bid=price(ticker.bid),
-        ask=price(ticker.ask),
-        last=price(ticker.last),
-        bid_size=dec(ticker.bidSize),
-        ask_size=dec(ticker.askSize),
+        bid=_quote_dec(ticker.bid, price),
+        ask=_quote_dec(ticker.ask, price),
+        last=_quote_dec(ticker.last, price),
+        bid_size=_quote_dec(ticker.bidSize, dec),
+        ask_size=_quote_dec(ticker.askSize, dec),
     )
+
+
+def _quote_dec(value: object, convert: Callable[[object], Decimal | None]) -> Decimal | None:
+    """``convert(value)`` (price or dec), for a usual float without the general rules' calls:
+    this runs five times for every quote."""
+    if type(value) is not float or not -1.0 < value < UNSET_DOUBLE:  # NaN, inf, -1, unset...
+        return convert(value)
+    return Decimal(int(value)) if value.is_integer() else Decimal(repr(value))
 
 
 def realtime_bar(con_id: int, bar: ib_async.RealTimeBar) -> Bar:

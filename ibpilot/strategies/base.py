@@ -18,8 +18,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
+from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from ibpilot.broker.base import Side
 from ibpilot.config import OrderType, SecType
@@ -170,7 +171,22 @@ def freeze(value: Any) -> Any:
     return value
 
 
+_DEFAULT_INSTRUMENT = (SecType.STK, Decimal(1))
+_E = TypeVar("_E", bound=StrEnum)
+_MEMBERS: dict[type[StrEnum], dict[str, StrEnum]] = {
+    kind: {str(member): member for member in kind} for kind in (Side, OrderType, TimeInForce)
+}
+
+
+def _member(kind: type[_E], value: str) -> _E:
+    """``kind(value)`` (raises ValueError), by a dict look-up for a plain string."""
+    found = _MEMBERS[kind].get(value) if type(value) is str else None
+    return found if isinstance(found, kind) else kind(value)
+
+
 def _quantity(value: object, name: str = "quantity") -> Decimal:
+    if type(value) is int:  # the usual case: exact, finite
+        return Decimal(value)
     if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     try:
@@ -241,13 +257,14 @@ class Context:
         Raises ValueError (or TypeError) for a malformed order: an unknown side, order type or
         TIF, a quantity or price that is not a positive number.
         """
-        sec_type, multiplier = self._data.instruments.get(symbol, (SecType.STK, Decimal(1)))
+        sec_type, multiplier = self._data.instruments.get(symbol, _DEFAULT_INSTRUMENT)
         limit = None if limit_price is None else _quantity(limit_price, "limit_price")
         stop = None if stop_price is None else _quantity(stop_price, "stop_price")
         proposal = Proposal(
-            source=Source.STRATEGY, symbol=symbol, side=Side(str(side).upper()),
-            quantity=_quantity(quantity), order_type=OrderType(order_type), sec_type=sec_type,
-            limit_price=limit, stop_price=stop, tif=TimeInForce(tif), multiplier=multiplier,
+            source=Source.STRATEGY, symbol=symbol, side=_member(Side, str(side).upper()),
+            quantity=_quantity(quantity), order_type=_member(OrderType, order_type),
+            sec_type=sec_type, limit_price=limit, stop_price=stop, tif=_member(TimeInForce, tif),
+            multiplier=multiplier,
         )  # fmt: skip
         self._data.proposals.append(proposal)
 
@@ -290,7 +307,7 @@ def call_hook(strategy: Strategy, hook: str, ctx: Context, *args: object) -> Str
     except Exception as exc:
         text = "".join(traceback.format_exception(exc))
         return StrategyFailure(hook, type(exc).__name__, str(exc)[:1000], text[-4000:])
-    if inspect.iscoroutine(result):
+    if result is not None and inspect.iscoroutine(result):
         result.close()
         message = f"{type(strategy).__name__}.{hook} is async: hooks must be plain functions"
         return StrategyFailure(hook, "TypeError", message, "")

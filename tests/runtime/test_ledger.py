@@ -10,11 +10,17 @@ PostgreSQL).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
+import json
 import multiprocessing
 import os
+import selectors
+import signal
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -386,6 +392,16 @@ def test_verify_reports_a_missing_head_record(sql_site: Site) -> None:
     assert [(p.seq, p.what) for p in report.problems] == [
         (0, "the head record is missing or malformed")
     ]
+    with pytest.raises(LedgerIntegrityError, match=r"refusing to append.*\(none\)"):
+        ledger.append(EntryKind.NOTE, {}, ts=T0)
+
+
+def test_appending_refuses_a_ledger_whose_entries_were_all_removed(sql_site: Site) -> None:
+    ledger = sql_site.open()
+    _fill(ledger, 2)
+    sql_site.tamper(f"DELETE FROM {ENTRIES}")
+    with pytest.raises(LedgerIntegrityError, match=r"last entry \(seq 0\).*names \(2\)"):
+        ledger.append(EntryKind.NOTE, {}, ts=T0)
 
 
 def test_the_database_refuses_updates_and_deletes(sql_site: Site) -> None:
@@ -552,6 +568,52 @@ def test_any_single_field_mutation_of_any_entry_is_detected(
     stored_order = sorted(rows, key=lambda r: r.seq)  # what ORDER BY seq would return
     assert not verify_chain(stored_order, head).ok
     assert not verify_chain(stored_order).ok  # even without the head record
+
+
+def _reference_json(value: object) -> str:
+    """The canonical JSON the module docstring documents, written out with json.dumps."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(drafts=appends.filter(bool))
+def test_stored_payloads_and_hashes_are_the_documented_json_and_sha256(
+    drafts: list[Draft],
+) -> None:
+    for row in (e.to_row() for e in _append_all(MemoryLedger(), drafts)):
+        assert row.payload == _reference_json(json.loads(row.payload))
+        fields = [row.seq, row.ts, row.kind, row.spec_hash, row.payload, row.prev_hash]
+        material = _reference_json(["ibpilot-ledger/1", *fields]).encode("ascii")
+        assert row.hash == hashlib.sha256(material).hexdigest()
+
+
+@settings(max_examples=200, deadline=None)
+@given(seq=st.integers(), texts=st.lists(st.text(), min_size=5, max_size=5))
+def test_any_stored_strings_hash_as_the_documented_json(seq: int, texts: list[str]) -> None:
+    material = _reference_json(["ibpilot-ledger/1", seq, *texts]).encode("ascii")
+    assert entry_hash(seq, *texts) == hashlib.sha256(material).hexdigest()
+
+
+def test_the_chain_is_the_one_earlier_versions_wrote() -> None:
+    """Hashes written by ibpilot before the canonical JSON was sped up (commit 68a3daf)."""
+    ledger = MemoryLedger()
+    first = ledger.append(EntryKind.NOTE, PAYLOAD, ts=T0, spec_hash=SPEC)
+    batch = ledger.append_many(
+        [
+            (EntryKind.PROPOSAL, {"n": 1, "q": Decimal("0.5")}),
+            (EntryKind.DECISION, {"allowed": True, "reasons": []}),
+            (EntryKind.INTENT, {}),
+        ],
+        ts=T0 + timedelta(microseconds=1),
+    )
+    assert [e.hash for e in [first, *batch]] == [
+        "ce7caf20c786442bc096cc85f5169a70121d7b948a576100dfd00c2383ec6569",
+        "9d3329fe0ebcad61324a05a06e715c5ab90b0914f536a941c20a19ee972cd2a8",
+        "c2d74d2951d84556d31ebc511d7be00fa74a02c2e72c2f02fa73a3a1935989c6",
+        "499295b5d020ab96cfe5be641338b89fd9a7f8cdb76786a9688bb17d9bdffbc9",
+    ]
 
 
 def test_the_hash_covers_the_documented_fields() -> None:
@@ -754,12 +816,107 @@ def test_an_unreachable_postgresql_is_one_line() -> None:
     assert "postgresql+psycopg://bot:***@127.0.0.1:1/trading" in message
 
 
-def test_sqlite_ledgers_are_wal_with_full_sync(tmp_path: Path) -> None:
-    ledger = open_ledger(None, tmp_path)
+def _synchronous(ledger: Ledger) -> tuple[str, int]:
     assert isinstance(ledger, SqlLedger)
     with ledger.engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+        level = conn.exec_driver_sql("PRAGMA synchronous").scalar()
+    ledger.close()
+    return str(mode), int(level or 0)
+
+
+def test_sqlite_ledgers_are_wal_with_normal_sync_unless_the_url_asks_for_full(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'x.sqlite'}"
+    assert _synchronous(open_ledger(None, tmp_path)) == ("wal", 1)  # NORMAL
+    assert _synchronous(open_ledger(f"{url}?sync=normal", tmp_path)) == ("wal", 1)
+    full = open_ledger(f"{url}?sync=FULL", tmp_path)
+    assert isinstance(full, SqlLedger)
+    assert (full.sqlite_sync, full.location) == ("full", f"{url}?sync=FULL")
+    full.append(EntryKind.NOTE, {}, ts=T0)
+    assert _synchronous(full) == ("wal", 2)  # FULL, on the appending connection too
+    assert open_ledger(url, tmp_path, create=False).verify().checked == 1
+
+
+def test_a_sync_setting_sqlite_does_not_have_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.sqlite'}"
+    for bad in ("off", "extra"):
+        with pytest.raises(LedgerConfigError, match=r"sync=.* is not one of normal, full"):
+            open_ledger(f"{url}?sync={bad}", tmp_path)
+    with pytest.raises(LedgerConfigError, match="more than once"):
+        open_ledger(f"{url}?sync=full&sync=normal", tmp_path)
+    with pytest.raises(LedgerConfigError, match="setting of SQLite ledgers"):
+        open_ledger("postgresql://bot@127.0.0.1:1/trading?sync=normal", tmp_path)
+    assert not (tmp_path / "x.sqlite").exists()
+
+
+_WRITER = """
+import sys
+from datetime import UTC, datetime
+from ibpilot.ledger import EntryKind, SqlLedger
+
+ledger = SqlLedger(sys.argv[1])
+count = int(sys.argv[2])
+for i in range(count or 100_000):
+    entry = ledger.append(EntryKind.NOTE, {"i": i, "pid": 0}, ts=datetime.now(UTC))
+    print(entry.seq, entry.hash, flush=True)  # after the append returned
+print("waiting", flush=True)
+sys.stdin.read()  # until killed: nothing runs after the last append
+"""
+
+
+def _killed_writer(url: str, count: int, lines: int) -> list[tuple[int, str]]:
+    """A process appending ``count`` entries (0: up to 100,000), killed with SIGKILL once it
+    has reported ``lines`` appends; the (seq, hash) of every append it reported returned."""
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, url, str(count)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
+    )  # fmt: skip
+    assert writer.stdout is not None
+    reported: list[tuple[int, str]] = []
+    deadline, received = time.monotonic() + 60, b""
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(writer.stdout, selectors.EVENT_READ)
+            while len(reported) < lines and time.monotonic() < deadline:
+                if not selector.select(timeout=max(0.0, deadline - time.monotonic())):
+                    continue
+                chunk = os.read(writer.stdout.fileno(), 65536)
+                *complete, received = (received + chunk).split(b"\n")
+                for line in complete[: lines - len(reported)]:
+                    seq, digest = line.decode().split()
+                    reported.append((int(seq), digest))
+                if not chunk or b"waiting" in received:
+                    break
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(10)
+        writer.stdout.close()
+        assert writer.stdin is not None
+        writer.stdin.close()
+    assert writer.returncode == -signal.SIGKILL
+    assert len(reported) == lines, "the writer did not report its appends in time"
+    return reported
+
+
+def test_with_normal_sync_every_append_that_returned_survives_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "killed.sqlite"
+    url = f"sqlite:///{path}?sync=normal"
+    SqlLedger(url).close()  # created up front: what is under test is appending
+    # killed while idle right after its last append, then while appending in a loop
+    reported = _killed_writer(url, 40, 40)
+    assert Path(f"{path}-wal").stat().st_size > 0  # the commits are in the WAL, not merged
+    reported += _killed_writer(url, 0, 300)
+    ledger = SqlLedger(url, create=False)
+    stored = {e.seq: e.hash for e in ledger.entries()}
+    assert {seq: stored.get(seq) for seq, _ in reported} == dict(reported)
+    assert [seq for seq, _ in reported] == list(range(1, 341))
+    report = ledger.verify()
+    assert report.ok, report.problems
+    assert report.checked >= 340
+    ledger.append(EntryKind.NOTE, {"after": "restart"}, ts=T0)  # the chain goes on
+    assert ledger.verify().ok
     ledger.close()
 
 

@@ -212,6 +212,12 @@ def test_intent_ids_are_unique_sortable_and_fit_orderref() -> None:
     assert made == sorted(made)
     assert len(set(made)) == len(made)
     assert all(i.startswith("ibp-ab12cd34-") and len(i) == 29 for i in made)
+    # the layout: ms since the epoch (10 digits), seq (2), random tail (4), Crockford base32
+    assert made[:3] == [
+        "ibp-ab12cd34-01KJQH0CC0007KNK",
+        "ibp-ab12cd34-01KJQH0CC001JYVN",
+        "ibp-ab12cd34-01KJQH0CC002HD99",
+    ]
 
 
 def test_intent_ids_keep_increasing_after_a_restart_with_an_earlier_clock() -> None:
@@ -444,6 +450,71 @@ async def test_pending_and_recent_sends() -> None:
     assert len(oms.recent_sends(clock.now)) == 2
     assert oms.recent_sends(clock.now + timedelta(seconds=61)) == ()
     assert {S.SENDING, S.WORKING, S.PARTIALLY_FILLED, S.UNKNOWN} == OPEN_STATES
+
+
+def _pending_of(intents: list[Intent], *, include_cancelling: bool = True) -> tuple[dict, ...]:
+    """What pending() means, from every intent ever made."""
+    buys: dict[str, Decimal] = {}
+    sells: dict[str, Decimal] = {}
+    for i in intents:
+        if i.open and (include_cancelling or not i.cancel_requested):
+            side = buys if i.side is Side.BUY else sells
+            side[i.symbol] = side.get(i.symbol, D(0)) + i.remaining
+    return buys, sells
+
+
+_STATUSES = [BrokerOrderStatus.SUBMITTED, BrokerOrderStatus.INACTIVE,
+             BrokerOrderStatus.CANCELLED, BrokerOrderStatus.FILLED]  # fmt: skip
+_EVENTS = st.one_of(
+    st.tuples(st.just("submit"), st.sampled_from(["BUY", "SELL"]), st.integers(1, 50)),
+    st.tuples(st.just("status"), st.integers(0, 7), st.sampled_from(_STATUSES)),
+    st.tuples(st.just("fill"), st.integers(0, 7), st.integers(1, 50)),
+    st.tuples(st.just("cancel"), st.integers(0, 7), st.just(0)),
+    st.tuples(st.just("error"), st.integers(0, 7), st.just(0)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=st.lists(_EVENTS, max_size=40))
+def test_open_intents_are_tracked_as_intents_open_and_close_and_reopen(
+    events: list[tuple[str, Any, Any]],
+) -> None:
+    """pending() and the order of cancel_all() walk only the open intents: they must agree
+    with every intent ever made, whatever IB reports (Inactive, then working again...)."""
+
+    async def play() -> None:
+        oms, _, ledger, clock = make()
+        made: list[str] = []
+        for n, (what, a, b) in enumerate(events):
+            clock.now = NOW + timedelta(seconds=n)
+            target = made[a % len(made)] if made and isinstance(a, int) else ""
+            if what == "submit":
+                intent = await oms.submit(proposal(str(b), Side(a)), ALLOW, AAPL)
+                assert intent is not None
+                made.append(intent.intent_id)
+            elif what == "status" and target:
+                known = oms.intent(target)
+                assert known is not None
+                filled = known.quantity if b is BrokerOrderStatus.FILLED else known.filled
+                oms.on_order_report(report(target, b, str(filled), str(known.quantity), perm_id=0))
+            elif what == "fill" and target:
+                exec_id = f"e.{n}.01"
+                oms.on_execution(execution(target, exec_id, str(b), "10", perm_id=0))
+            elif what == "cancel" and target:
+                await oms.cancel(target)
+            elif what == "error" and target:
+                oms.on_broker_error(BrokerError(201, "ORDER_REJECTED", "no", NOW, target, True))
+            everything = oms.intents()
+            assert oms.pending() == _pending_of(everything)
+            assert oms.pending(include_cancelling=False) == _pending_of(
+                everything, include_cancelling=False
+            )
+        again, _, _, _ = make(ledger)  # rebuilt from the ledger: the same open intents
+        assert again.pending() == oms.pending()
+        expected = [i.intent_id for i in oms.intents() if i.open and not i.cancel_requested]
+        assert await oms.cancel_all("done") == expected
+
+    asyncio.run(play())
 
 
 async def test_a_commission_reported_after_its_fill_is_ledgered_once() -> None:

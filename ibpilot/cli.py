@@ -30,6 +30,7 @@ EXIT_RUNTIME = 1
 SIM_CTL_COMMANDS = (
     "status", "drop", "restart", "lost", "restored", "farm", "read-only", "reject-next",
     "delay", "half-open", "hold-client-id", "release-client-id", "schedule-restart",
+    "silence", "unsilence",
 )  # fmt: skip
 
 

@@ -7,7 +7,7 @@
     [ibpilot] Client ID: 1
     [ibpilot] Account: paper (DU0000001)
     [ibpilot] Server version: 178
-    [ibpilot] Rate limit: 50 messages/second (ibpilot paces at 45; orders at least 1000 ms apart)
+    [ibpilot] Rate limit: 50 messages/second (ibpilot paces at 40; orders at least 1000 ms apart)
     [ibpilot] API mode: OK (read-write: orders can be placed)
     [ibpilot] Market data farm: OK (usfarm)
     [ibpilot] HMDS data farm: OK (ushmds)

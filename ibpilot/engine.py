@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from ibpilot.alerts import AlertKind, Notifier, Severity
 from ibpilot.broker.base import Bar as BrokerBar
 from ibpilot.broker.base import (
     Broker,
@@ -63,6 +65,7 @@ from ibpilot.gate import (
     next_trading_state,
 )
 from ibpilot.gate import Quote as GateQuote
+from ibpilot.ib_schedule import IbSchedule
 from ibpilot.ledger import EntryKind, Ledger
 from ibpilot.oms import Intent, IntentState, Oms, Reconciliation
 from ibpilot.strategies import (
@@ -77,12 +80,30 @@ from ibpilot.strategies import (
     load_strategy_class,
 )
 from ibpilot.strategies.base import freeze
+from ibpilot.watch import DataAction, DataWatch, OutageAction, OutageWatch
+
+log = logging.getLogger("ibpilot.engine")
 
 Clock = Callable[[], datetime]
 SessionsFor = Callable[[str, datetime], Sessions | None]
 ZERO = Decimal(0)
 _K = EntryKind
 _DEFAULT_INSTRUMENT = (SecType.STK, Decimal(1))
+_MARKET_FARM_CODES = {2103: False, 2104: True}  # market-data farm broken / OK
+_FARM_CODES = {**_MARKET_FARM_CODES, 2105: False, 2106: True, 2157: False, 2158: True}
+
+
+@dataclass(frozen=True, slots=True)
+class Watchdogs:
+    """How the engine watches its feeds and its link (see :mod:`ibpilot.watch`)."""
+
+    notifier: Notifier | None = None  # None: alerts go to the log and the ledger only
+    schedule: IbSchedule | None = None  # IB's windows; None: the North American defaults
+    stale_data_after: timedelta = timedelta(seconds=120)
+    resubscribe_attempts: int = 2
+    connection_alert_after: timedelta = timedelta(minutes=5)
+    every: float = 1.0  # wall seconds between maintenance ticks
+    reconcile_retry: float = 5.0  # wall seconds between reconciliation attempts that failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +138,11 @@ class EngineStatus:
     last_decisions: tuple[DecisionRecord, ...]
     strategy_errors: int
     last_reconciliation: Reconciliation | None
+    link: LinkState = LinkState.UP  # as the gate sees it: up, ib_lost, disconnected, reconciling
+    down_since: datetime | None = None  # the current outage's start
+    stale_symbols: tuple[str, ...] = ()  # reported silent while their market is open
+    farms_down: tuple[int, ...] = ()  # IB's broken-farm codes in force (2103, 2105, 2157)
+    alerts: Mapping[str, int] | None = None  # the notifier's counters
 
 
 class _Book:
@@ -177,14 +203,41 @@ class _Book:
         self.basis = {s: self.marks[s] for s, q in self.quantity.items() if q and s in self.marks}
 
 
+@dataclass(frozen=True, slots=True)
+class _DaySpan:
+    """A day in a time zone and the instants it spans, ``[start, end)`` in UTC."""
+
+    day: date
+    zone: ZoneInfo
+    start: datetime
+    end: datetime
+
+    @staticmethod
+    def of(day: date, zone: ZoneInfo | None) -> _DaySpan | None:
+        """None when there is no zone, or when local midnight does not bound the day (a zone
+        whose clocks go back across midnight): the day is then converted every time."""
+        if zone is None:
+            return None
+        midnight = datetime.min.time()
+        start = datetime.combine(day, midnight, tzinfo=zone).astimezone(UTC)
+        end = datetime.combine(day + timedelta(days=1), midnight, tzinfo=zone).astimezone(UTC)
+        last = end - timedelta(microseconds=1)
+        if start.astimezone(zone).date() != day or last.astimezone(zone).date() != day:
+            return None
+        return _DaySpan(day, zone, start, end)
+
+
 class Engine:
     """One strategy on one broker, with one ledger. See the module docstring."""
+
+    _day_span: _DaySpan | None = None  # today's bounds, for _check_loss
 
     def __init__(
         self, strategy_config: LoadedStrategy, broker: Broker, ledger: Ledger, clock: Clock, *,
         environment: Environment, strategy: Strategy | None = None,
         max_strategy_errors: int | None = 3, sessions: SessionsFor | None = None,
         feed_bar_seconds: int = 5, history_limit: int = 2000, rng: random.Random | None = None,
+        watchdogs: Watchdogs | None = None,
     ) -> None:  # fmt: skip
         """``strategy`` overrides the file's class (tests, notebooks); ``max_strategy_errors``
         halts after that many hook failures (None: never); ``sessions`` gives liquid hours per
@@ -216,23 +269,40 @@ class Engine:
         self._lock = asyncio.Lock()
         self._last_reconciliation: Reconciliation | None = None
         self._reconciled = False  # since the last (re)connect; no orders before it
+        self._reconcile_failed_at: float | None = None
+        watch = self._watch = watchdogs or Watchdogs()
+        self._notifier = watch.notifier
+        self._data_watch = DataWatch(watch.stale_data_after, watch.resubscribe_attempts)
+        schedule = watch.schedule or IbSchedule.for_region()
+        self._outage = OutageWatch(schedule, watch.connection_alert_after)
+        self._farms: dict[int, bool] = {}  # farm notice code family -> ok
+        self._market_farm_down = False
+        self._maintenance: asyncio.Task[None] | None = None
+        self._events: AsyncIterator[BrokerEvent] | None = None
 
     # -- the run ------------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Run until :meth:`stop` or the end of the broker's events, then stop (see on_stop).
 
-        Raises what connecting, resolving an instrument or the first reconciliation raises
-        (BrokerConnectError, BrokerRequestError), and LedgerError; after START, STOP records it.
+        Raises what connecting or resolving an instrument raises (BrokerConnectError,
+        BrokerRequestError), and LedgerError; after START, STOP records it.  A reconciliation
+        that fails (the link dropped meanwhile) is retried; no order leaves before one passes.
         """
         self._running = True
         try:
+            # a gateway restart can roll nextValidId back: never reuse an id the ledger shows
+            used = max((i.order_id or 0 for i in self._oms.intents()), default=0)
+            self._broker.reserve_order_ids(used)
             info = await self._broker.connect()
             events = aiter(self._broker.events())  # from now on: nothing during start-up is lost
+            self._events = events
             self._connection = ConnectionState.CONNECTED
+            self._outage.connected(self._clock())
             self._log_start(info)
             try:
                 await self._start()
+                self._maintenance = asyncio.ensure_future(self._maintain())
                 reason = await self._loop(events)
             except Exception as exc:
                 await self._shutdown(f"error: {type(exc).__name__}: {exc}")
@@ -275,13 +345,15 @@ class Engine:
                 str(inst.multiplier) if inst.multiplier else "",
             )  # fmt: skip
             self._register(inst.symbol, await self._broker.resolve(ref))
-        await self._reconcile("restart" if self._oms.intents() else "start")
+        # a link lost meanwhile is not fatal: orders wait (NOT_RECONCILED) for the retry
+        await self._try_reconcile("restart" if self._oms.intents() else "start")
         self._started = True
         if not await self._call("on_start"):
             await self.halt("the strategy failed to start", source="strategy_errors")
         await self._warm_up()
-        for contract in self._contracts.values():
+        for symbol, contract in self._contracts.items():
             await self._broker.subscribe(contract)
+            self._data_watch.subscribed(symbol, self._clock())
 
     def _register(self, symbol: str, contract: Contract) -> None:
         self._contracts[symbol], self._symbols[contract.con_id] = contract, symbol
@@ -308,19 +380,38 @@ class Engine:
         self._book.new_day()  # held positions count from the last price, not from history
 
     async def _loop(self, events: AsyncIterator[BrokerEvent]) -> str:
+        """Dispatch events until :meth:`stop` or the end of the feed.
+
+        The next event is awaited in this task, not in a task of its own (that costs more
+        than handling a quote); :meth:`stop` ends the wait by cancelling this task while it
+        waits, never while it handles an event.  A cancellation from anyone else propagates.
+        """
+        task, waiting, interrupted = asyncio.current_task(), False, False
+
+        def on_stop(_: object) -> None:
+            nonlocal interrupted
+            if waiting and task is not None:
+                interrupted = True
+                task.cancel()
+
         stop = asyncio.ensure_future(self._stop_requested.wait())
+        stop.add_done_callback(on_stop)
         try:
             while not self._stop_requested.is_set():
-                step = asyncio.ensure_future(anext(events, None))
-                await asyncio.wait({step, stop}, return_when=asyncio.FIRST_COMPLETED)
-                if not step.done():
-                    step.cancel()
-                    break
-                event = step.result()
+                waiting = True
+                try:
+                    event = await anext(events, None)
+                except asyncio.CancelledError:
+                    if interrupted and task is not None and task.uncancel() == 0:
+                        break  # stop() interrupted the wait
+                    raise
+                finally:
+                    waiting = False
                 if event is None:
                     return "end of feed"
                 await self._dispatch(event)
         finally:
+            stop.remove_done_callback(on_stop)
             stop.cancel()
         return self._stop_reason
 
@@ -337,15 +428,21 @@ class Engine:
             case ConnectionEvent():
                 await self._on_connection(event)
             case BrokerError():
-                self._oms.on_broker_error(event)
+                self._on_broker_error(event)
 
     async def _shutdown(self, reason: str) -> None:
         self._stopping = True
+        maintenance, self._maintenance = self._maintenance, None
+        if maintenance is not None:
+            maintenance.cancel()
+            await asyncio.gather(maintenance, return_exceptions=True)
         if self._started:
             await self._call("on_stop")
         cancelled: list[str] = []
         if self._started and self.config.on_stop is OnStop.CANCEL_OPEN_ORDERS:
             cancelled = await self._oms.cancel_all("stop")
+        if reason != "end of feed":
+            await self._drain()
         payload = {"reason": reason, "on_stop": self.config.on_stop, "cancelled": cancelled,
                    "open_orders": [i.intent_id for i in self._oms.intents(open_only=True)],
                    "positions": {s: q for s, q in self._book.quantity.items() if q}}  # fmt: skip
@@ -357,6 +454,26 @@ class Engine:
             await self._broker.disconnect()
         self._connection = ConnectionState.DISCONNECTED
 
+    async def _drain(self, idle: float = 0.3, limit: float = 2.0) -> None:
+        """Before STOP: record the order reports, fills and errors already received or arriving
+        while orders are still open (the last moment's fills, the cancels' confirmations),
+        until ``idle`` s pass without one or ``limit`` s in all.  Quotes are not handled."""
+        events = self._events
+        if events is None or self._connection is not ConnectionState.CONNECTED:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while (left := deadline - loop.time()) > 0:
+            wait = min(left, idle if self._oms.intents(open_only=True) else 0.05)
+            try:
+                event = await asyncio.wait_for(anext(events, None), wait)
+            except TimeoutError:
+                return
+            if event is None:
+                return
+            if isinstance(event, OrderReport | ExecutionReport | BrokerError):
+                await self._dispatch(event)
+
     # -- events -------------------------------------------------------------------------------
 
     async def _on_quote(self, q: BrokerQuote) -> None:
@@ -365,6 +482,7 @@ class Engine:
             return
         quote = GateQuote(bid=q.bid, ask=q.ask, last=q.last, time=q.time)
         self._quotes[symbol] = quote
+        self._data_seen(symbol)
         self._data.quotes[symbol] = Quote(symbol, q.time, q.bid, q.ask, q.last)
         self._book.mark(symbol, quote.mid if quote.mid is not None else q.last)
         await self._check_loss()
@@ -374,6 +492,7 @@ class Engine:
         symbol = self._symbols.get(b.con_id)
         if symbol is None:
             return
+        self._data_seen(symbol)
         self._book.mark(symbol, b.close)
         bar = Bar(symbol, b.time, b.open, b.high, b.low, b.close, b.volume)
         for done in self._bars.add(bar, self._zones[b.con_id]):
@@ -404,12 +523,122 @@ class Engine:
         await self._check_loss()
 
     async def _on_connection(self, e: ConnectionEvent) -> None:
-        payload = {"state": e.state, "code": e.code, "name": e.name, "message": e.message,
-                   "data_lost": e.data_lost}  # fmt: skip
-        self._append(_K.CONNECTION, payload)
+        payload: dict[str, object] = {"state": e.state, "code": e.code, "name": e.name,
+                                      "message": e.message, "data_lost": e.data_lost}  # fmt: skip
         before, self._connection = self._connection, e.state
-        if e.state is ConnectionState.CONNECTED and before is not ConnectionState.CONNECTED:
-            await self._try_reconcile("reconnect")  # the broker itself renews subscriptions
+        now = self._clock()
+        if e.state is ConnectionState.CONNECTED:
+            ended = self._outage.connected(now)
+            if ended is not None:
+                payload["outage_s"] = (ended.until - ended.since).total_seconds()
+                payload["unexplained_s"] = ended.unexplained.total_seconds()
+                payload["expected_window"] = ended.expected_window
+        elif e.state in (ConnectionState.DISCONNECTED, ConnectionState.IB_LOST):
+            window = self._outage.disconnected(now)
+            payload["expected_window"] = window.name if window is not None else None
+            level = logging.INFO if window is not None else logging.WARNING
+            log.log(level, "link %s (%s) %s", e.state, e.name or e.code, window or "unexpected")
+        self._append(_K.CONNECTION, payload)
+        if e.state is not ConnectionState.CONNECTED:
+            self._reconciled = False
+        elif before is not ConnectionState.CONNECTED:
+            self._data_watch.restart_all(now)  # the broker renewed the subscriptions
+            await self._try_reconcile("reconnect")
+
+    def _on_broker_error(self, error: BrokerError) -> None:
+        intent = self._oms.on_broker_error(error)
+        ok = _FARM_CODES.get(error.code)
+        if ok is not None:
+            family = error.code - (0 if ok is False else 1)
+            if self._farms.get(family, True) is not ok:
+                self._farms[family] = ok
+                payload = {"farm": error.name, "code": error.code, "ok": ok,
+                           "message": error.message}  # fmt: skip
+                self._append(_K.MARKET_DATA, payload)
+            self._market_farm_down = self._farms.get(2103, True) is False
+            return
+        if intent is not None and error.terminal:
+            message = (
+                f"order {intent.intent_id} ({intent.symbol}) ended: IB {error.code} {error.message}"
+            )
+            self._alert(AlertKind.ORDER_REJECTED, message, Severity.WARNING, intent.intent_id,
+                        code=error.code, name=error.name)  # fmt: skip
+
+    def _data_seen(self, symbol: str) -> None:
+        if self._data_watch.seen(symbol, self._clock()):
+            self._append(_K.MARKET_DATA, {"symbol": symbol, "state": "flowing"})
+
+    # -- watchdogs ----------------------------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        """Every ``watchdogs.every`` s: retry a failed reconciliation, watch feeds and outages."""
+        while True:
+            await asyncio.sleep(self._watch.every)
+            try:
+                await self._maintain_once()
+            except Exception:  # a watchdog must never stop the bot
+                log.exception("maintenance tick failed")
+
+    async def _maintain_once(self) -> None:
+        now = self._clock()
+        for outage in self._outage.due(now):
+            self._outage_alert(outage)
+        if self._connection is not ConnectionState.CONNECTED:
+            return
+        if not self._reconciled:
+            loop_now = asyncio.get_running_loop().time()
+            failed_at = self._reconcile_failed_at
+            if failed_at is None or loop_now - failed_at >= self._watch.reconcile_retry:
+                await self._try_reconcile("retry")
+            return
+        hours = self._sessions or (lambda symbol, now: None)
+        open_now = {s for s in self._contracts
+                    if (found := hours(s, now)) is not None
+                    and any(start <= now < end for start, end in found)}  # fmt: skip
+        for symbol, action in self._data_watch.due(now, open_now):
+            silent = self._data_watch.stale_after.total_seconds()
+            if action is DataAction.RESUBSCRIBE:
+                payload = {"symbol": symbol, "state": "silent", "silent_s": silent}
+                self._append(_K.MARKET_DATA, payload | {"action": "resubscribe"})
+                await self._resubscribe(symbol)
+            else:
+                message = f"{symbol}: no market data while its market is open, after resubscribing"
+                self._append(_K.MARKET_DATA, {"symbol": symbol, "state": "stale"})
+                self._alert(AlertKind.DATA_STALE, message, Severity.WARNING, symbol)
+
+    async def _resubscribe(self, symbol: str) -> None:
+        contract = self._contracts[symbol]
+        try:
+            with contextlib.suppress(Exception):
+                await self._broker.unsubscribe(contract)
+            await self._broker.subscribe(contract)
+        except Exception as exc:
+            self._append(_K.MARKET_DATA, {"symbol": symbol, "resubscribe_failed": f"{exc}"[:500]})
+
+    def _outage_alert(self, action: OutageAction) -> None:
+        since = self._outage.down_since
+        if action is OutageAction.NOT_RESTORED:
+            minutes = self._watch.connection_alert_after.total_seconds() / 60
+            message = (
+                f"the connection to IB is not restored after {minutes:g} min outside IB's "
+                f"expected windows (down since {since:%Y-%m-%d %H:%M} UTC)"
+            )
+            self._alert(AlertKind.CONNECTION_NOT_RESTORED, message, Severity.CRITICAL, "link")
+        else:
+            message = ("IB's weekly token invalidation has passed: the gateway needs a manual "
+                       "login (2FA) before the bot can reconnect")  # fmt: skip
+            self._alert(AlertKind.RELOGIN_NEEDED, message, Severity.CRITICAL, "relogin")
+
+    def _alert(
+        self, kind: AlertKind, message: str, severity: Severity, key: str = "", **details: object
+    ) -> None:
+        """Ledger the alert and hand it to the notifier (log + webhook, never blocking)."""
+        self._append(_K.ALERT, {"kind": kind, "severity": severity, "key": key,
+                                "message": message, **details})  # fmt: skip
+        if self._notifier is not None:
+            self._notifier.alert(kind, message, severity, key, **details)
+        else:
+            log.warning("ALERT %s: %s", kind, message)
 
     # -- strategy hooks -----------------------------------------------------------------------
 
@@ -417,8 +646,9 @@ class Engine:
         """Run a hook; record a failure (halting after too many); send its proposals."""
         pending: dict[str, Decimal] = {}
         buys, sells = self._oms.pending()
-        for symbol in set(buys) | set(sells):
-            pending[symbol] = buys.get(symbol, ZERO) - sells.get(symbol, ZERO)
+        if buys or sells:
+            for symbol in set(buys) | set(sells):
+                pending[symbol] = buys.get(symbol, ZERO) - sells.get(symbol, ZERO)
         self._data.pending = pending
         self._data.positions = {s: q for s, q in self._book.quantity.items() if q}
         failure = call_hook(self._strategy, hook, self._ctx, *args)
@@ -482,17 +712,21 @@ class Engine:
                 side = buys if order.side.value == "BUY" else sells
                 side[symbol] = side.get(symbol, ZERO) + order.remaining
         quotes = self._quotes
-        if self._connection is not ConnectionState.CONNECTED:
+        if self._connection is not ConnectionState.CONNECTED or self._market_farm_down:
             quotes = {s: replace(q, stale=True) for s, q in quotes.items()}
-        hours = self._sessions or (lambda symbol, now: None)
-        sessions = {s: found for s in self._contracts if (found := hours(s, now)) is not None}
+        elif any(self._data_watch.stale(s) for s in quotes):
+            quotes = {s: replace(q, stale=self._data_watch.stale(s)) for s, q in quotes.items()}
+        sessions: dict[str, Sessions] = {}
+        if self._sessions is not None:
+            hours = self._sessions
+            sessions = {s: found for s in self._contracts if (found := hours(s, now)) is not None}
+        book = self._book  # its dicts as they are, not copies: the gate decides at once
         return GateState(
             now=now, environment=self.environment, trading_state=self._trading, link=self._link(),
-            halt_reason=self._halt_reason, positions=dict(self._book.quantity),
-            pending_buys=buys, pending_sells=sells, quotes=quotes, marks=dict(self._book.marks),
-            multipliers=dict(self._book.multipliers), realized_pnl=self._book.realized,
-            unrealized_pnl=self._book.unrealized, recent_orders=self._oms.recent_sends(now),
-            sessions=sessions,
+            halt_reason=self._halt_reason, positions=book.quantity, pending_buys=buys,
+            pending_sells=sells, quotes=quotes, marks=book.marks, multipliers=book.multipliers,
+            realized_pnl=book.realized, unrealized_pnl=book.unrealized,
+            recent_orders=self._oms.recent_sends(now), sessions=sessions,
         )  # fmt: skip
 
     def _link(self) -> LinkState:
@@ -505,7 +739,12 @@ class Engine:
     async def _check_loss(self) -> None:
         now = self._clock()
         zone = next(iter(self._zones.values()), None)
-        today = now.astimezone(zone).date() if zone is not None else now.date()
+        span = self._day_span
+        if span is not None and span.zone is zone and span.start <= now < span.end:
+            today = span.day  # runs for every quote: no time-zone conversion within the day
+        else:
+            today = now.astimezone(zone).date() if zone is not None else now.date()
+            self._day_span = _DaySpan.of(today, zone)
         if self._day not in (date.min, today):
             self._book.new_day()
             self._loss_halted = False
@@ -539,9 +778,20 @@ class Engine:
 
     async def _try_reconcile(self, reason: str) -> None:
         try:
-            await self._reconcile(reason)
-        except Exception as exc:  # the next reconnect tries again
+            async with self._lock:  # no proposal is decided halfway through
+                await self._reconcile(reason)
+        except Exception as exc:  # the maintenance tick tries again (orders wait meanwhile)
+            self._reconcile_failed_at = asyncio.get_running_loop().time()
             self._append(_K.NOTE, {"reconcile_failed": reason, "error": f"{exc}"[:500]})
+            return
+        self._reconcile_failed_at = None
+        found = self._last_reconciliation
+        if found is not None and (found.unknown_orders or found.unknown_executions
+                                  or found.missing or found.unconfirmed):  # fmt: skip
+            counts = {k: v for k, v in found.summary().items() if k not in ("finding", "reason")}
+            message = f"reconciliation ({reason}) found something unexpected: {counts}"
+            self._alert(AlertKind.RECONCILIATION_UNEXPECTED, message, Severity.WARNING,
+                        reason, **counts)  # fmt: skip
 
     def _append(self, kind: EntryKind, payload: Mapping[str, object]) -> None:
         self._ledger.append(kind, payload, ts=self._clock(), spec_hash=self.spec_hash)
@@ -554,6 +804,7 @@ class Engine:
             self._trading = next_trading_state(self._trading, TradingTrigger.HALT)
             self._halt_reason = reason
             self._append(_K.HALT, {"reason": reason, "source": source})
+            self._alert(AlertKind.HALT, f"trading halted: {reason}", Severity.CRITICAL, source)
 
     async def resume(self, reason: str = "operator") -> None:
         """Back to ACTIVE (RESUME). Does nothing when active."""
@@ -617,5 +868,8 @@ class Engine:
             {s: q for s, q in self._book.quantity.items() if q}, dict(self._book.marks),
             self._book.realized, self._book.unrealized,
             tuple(self._oms.intents(open_only=True)), tuple(self._decisions), self._errors,
-            self._last_reconciliation,
+            self._last_reconciliation, self._link(), self._outage.down_since,
+            tuple(s for s in self._contracts if self._data_watch.stale(s)),
+            tuple(sorted(code for code, ok in self._farms.items() if not ok)),
+            self._notifier.status() if self._notifier is not None else None,
         )  # fmt: skip

@@ -42,6 +42,7 @@ class ErrorName(StrEnum):
     HANDSHAKE_TIMEOUT = "HANDSHAKE_TIMEOUT"
     CONNECTION_CLOSED = "CONNECTION_CLOSED"
     NOT_CONNECTED = "NOT_CONNECTED"
+    GATEWAY_UNRESPONSIVE = "GATEWAY_UNRESPONSIVE"
     SOCKET_PORT_RESET = "SOCKET_PORT_RESET"
     CONNECTIVITY_LOST = "CONNECTIVITY_LOST"
     CONNECTIVITY_RESTORED_DATA_LOST = "CONNECTIVITY_RESTORED_DATA_LOST"
@@ -153,6 +154,11 @@ _ENTRIES: tuple[CatalogueEntry, ...] = (
        "TWS/Gateway closed the API socket (restart, client-id clash or too many messages).",
        "Nothing: ibpilot reconnects with backoff and reconciles; if it repeats, read the "
        "gateway log and check client_id."),
+    _e(_N.GATEWAY_UNRESPONSIVE, _S.ERROR, _T.TERMINAL, (),
+       "The socket is open but the gateway stopped answering (no reply to the keepalive): it "
+       "is hung, or the connection is half-open after a network or host failure.",
+       "Nothing: ibpilot closes the socket and reconnects; if it repeats, check the gateway "
+       "host (CPU, memory, a modal dialog) and the network path."),
     _e(_N.NOT_CONNECTED, _S.ERROR, _T.TERMINAL, (504,),
        "A request was made while the API socket was not connected.",
        "Wait for the reconnect; ibpilot refuses new orders until the connection is back."),

@@ -19,6 +19,8 @@ from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass
 
+_EPSILON = 1e-9
+
 
 class TokenBucket:
     """``rate`` tokens per second, holding at most ``burst``."""
@@ -47,13 +49,15 @@ class TokenBucket:
             raise ValueError(f"cost {cost} exceeds the burst size {self.burst}")
         self._refill(now)
         missing = cost - self._tokens
-        return 0.0 if missing <= 0 else missing / self.rate
+        # a shortfall below a billionth of a token is rounding: waiting for it could add less
+        # than the clock's resolution and never end
+        return 0.0 if missing <= _EPSILON else missing / self.rate
 
     def take(self, now: float, cost: float = 1.0) -> bool:
         """Spend ``cost`` tokens if available now; False (nothing spent) otherwise."""
         if self.delay(now, cost) > 0:
             return False
-        self._tokens -= cost
+        self._tokens = max(0.0, self._tokens - cost)
         return True
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ibpilot._signals import on_stop_signals
+from ibpilot.alerts import Notifier
 from ibpilot.broker.base import (
     Broker,
     BrokerConnectError,
@@ -43,9 +44,10 @@ from ibpilot.config import (
     spec_hash_of_file,
 )
 from ibpilot.control import ControlError, ControlServer
-from ibpilot.engine import Engine, EngineStatus
+from ibpilot.engine import Engine, EngineStatus, Watchdogs
 from ibpilot.errors import ErrorName, by_name
 from ibpilot.gate import Sessions
+from ibpilot.ib_schedule import IbSchedule
 from ibpilot.ledger import Ledger, LedgerError, open_ledger
 from ibpilot.strategies import StrategyLoadError
 
@@ -191,6 +193,11 @@ def status_dict(status: EngineStatus) -> dict[str, Any]:
         "open_orders": [i.intent_id for i in status.open_orders],
         "last_decisions": [_plain(asdict(d)) for d in status.last_decisions],
         "strategy_errors": status.strategy_errors,
+        "link": str(status.link),
+        "down_since": _plain(status.down_since),
+        "stale_symbols": list(status.stale_symbols),
+        "farms_down": list(status.farms_down),
+        "alerts": _plain(status.alerts),
     }
 
 
@@ -271,12 +278,26 @@ async def watch_spec(engine: Engine, path: Path, expected: str, say: Say, seen: 
             return
 
 
+def watchdogs(adapter: AdapterConfig, notifier: Notifier) -> Watchdogs:
+    """The engine's watchdogs as adapter.json sets them."""
+    alerts = adapter.alerts
+    return Watchdogs(
+        notifier=notifier,
+        schedule=IbSchedule.from_settings(alerts.schedule),
+        stale_data_after=timedelta(seconds=adapter.stale_data_s),
+        connection_alert_after=timedelta(seconds=float(alerts.connection_alert_after_s)),
+    )
+
+
 def _engine(
     opts: StartOptions, loaded: LoadedStrategy, broker: Broker, ledger: Ledger,
-    environment: Environment, clock: Clock, hours: LiquidHours,
+    adapter: AdapterConfig, clock: Clock, hours: LiquidHours, notifier: Notifier,
 ) -> Engine:  # fmt: skip
     try:
-        return Engine(loaded, broker, ledger, clock, environment=environment, sessions=hours)
+        return Engine(
+            loaded, broker, ledger, clock, environment=adapter.environment, sessions=hours,
+            watchdogs=watchdogs(adapter, notifier),
+        )  # fmt: skip
     except StrategyLoadError as exc:
         ledger.close()
         raise StartError(f"{opts.config}: {exc}", EXIT_CONFIG) from None
@@ -338,13 +359,15 @@ async def run(
     say(f"[ibpilot] Ledger: {ledger.location}")
     hours = LiquidHours()
     broker = HoursBroker(make_broker(adapter), hours)
-    engine = _engine(opts, loaded, broker, ledger, adapter.environment, now, hours)
+    notifier = Notifier(adapter.alerts, loaded.config.name, now)
+    engine = _engine(opts, loaded, broker, ledger, adapter, now, hours, notifier)
     control = ControlServer(EngineControl(engine), opts.directory)
     try:
         await control.start()
     except ControlError as exc:
         ledger.close()
         raise StartError(str(exc), EXIT_CONFIG) from None
+    await notifier.start()
     say(f"[ibpilot] Control: ibpilot status --dir {opts.directory}")
     seen = _Watch()
     tasks = [
@@ -367,6 +390,7 @@ async def run(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await control.stop()
+        await notifier.close()
         ledger.close()
     if seen.violated:
         return EXIT_INTEGRITY

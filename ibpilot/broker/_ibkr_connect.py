@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import ib_async
@@ -165,11 +165,14 @@ async def startup_sync(ib: ib_async.IB, account: str, limit: float) -> list[str]
     return missing
 
 
-async def bounded(awaitable: Awaitable[_T], what: str, limit: float) -> _T:
-    """An ib_async request's answer within ``limit`` s.  Raises BrokerRequestError: SERVER_ERROR
-    (no answer), NOT_CONNECTED (the socket closed meanwhile), or IB's error as catalogued."""
+async def bounded(request: Callable[[], Awaitable[_T]], what: str, limit: float) -> _T:
+    """The answer to ``request()`` (an ib_async request, made here) within ``limit`` s.
+
+    Raises BrokerRequestError: SERVER_ERROR (no answer), NOT_CONNECTED (the socket was closed
+    when the request was made, or closed meanwhile), or IB's error as catalogued.
+    """
     try:
-        return await asyncio.wait_for(awaitable, limit)
+        return await asyncio.wait_for(request(), limit)
     except TimeoutError:
         detail = f"no answer to {what} within {limit:g} s"
         raise BrokerRequestError(by_name(ErrorName.SERVER_ERROR), detail) from None

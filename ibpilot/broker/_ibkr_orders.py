@@ -12,6 +12,7 @@ commissionReport follows (IB sends them as two messages).
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
@@ -55,6 +56,7 @@ class OrderDesk:
         self._order_by_intent: dict[str, int] = {}
         self._intent_by_order: dict[int, str] = {}
         self._live_execs: set[str] = set()
+        self.order_id_floor = 0  # ids up to this were used before (the ledger says so)
         ib.orderStatusEvent += self._on_order_status
         ib.openOrderEvent += self._on_open_order
         ib.execDetailsEvent += self._on_exec_details
@@ -62,8 +64,14 @@ class OrderDesk:
 
     @property
     def highest_order_id(self) -> int:
-        """The highest order id placed through this desk (0 before the first)."""
-        return max(self._intent_by_order, default=0)
+        """The highest order id this client is known to have used: placed through this desk,
+        reported by IB for this client id (open orders, fills), or the runtime's floor."""
+        mine = self._ib.wrapper.clientId
+        seen = [key[1] for key in self._ib.wrapper.trades  # keyed (clientId, orderId) or permId
+                if isinstance(key, tuple) and key[0] == mine]  # fmt: skip
+        seen += [f.execution.orderId for f in self._ib.wrapper.fills.values()
+                 if f.execution.clientId == mine]  # fmt: skip
+        return max([*self._intent_by_order, *seen, self.order_id_floor], default=0)
 
     def intent_of(self, order_id: int) -> str:
         """The intent id of an order id ("" when it is not an order of this client)."""
@@ -115,21 +123,21 @@ class OrderDesk:
 
     async def open_orders(self) -> Sequence[OrderReport]:
         await self._spend(1)
-        trades = await bounded(self._ib.reqAllOpenOrdersAsync(), "reqAllOpenOrders", self._timeout)
+        trades = await bounded(self._ib.reqAllOpenOrdersAsync, "reqAllOpenOrders", self._timeout)
         now = self._clock()
         unique = {id(t): t for t in trades}  # an order placed meanwhile is listed twice
         return [r for r in (cv.order_report(t, now) for t in unique.values()) if r is not None]
 
     async def completed_orders(self) -> Sequence[OrderReport]:
         await self._spend(1)
-        request = self._ib.reqCompletedOrdersAsync(False)
+        request = functools.partial(self._ib.reqCompletedOrdersAsync, False)
         trades = await bounded(request, "reqCompletedOrders", self._timeout)
         now = self._clock()
         return [r for r in (cv.completed_report(t, now) for t in trades) if r is not None]
 
     async def executions(self, since: datetime | None) -> Sequence[ExecutionReport]:
         await self._spend(1)
-        fills = await bounded(self._ib.reqExecutionsAsync(), "reqExecutions", self._timeout)
+        fills = await bounded(self._ib.reqExecutionsAsync, "reqExecutions", self._timeout)
         stored = self._ib.wrapper.fills  # commission reports land on the fill stored first
         out = []
         for fill in fills:

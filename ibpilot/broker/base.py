@@ -291,6 +291,10 @@ class Broker(Protocol):
         """Send an order; returns IB's order id.  Never called twice for one intent."""
         ...
 
+    def reserve_order_ids(self, up_to: int) -> None:
+        """Never use an order id at or below ``up_to`` (used before, per the ledger)."""
+        ...
+
     async def cancel(self, intent_id: str) -> None: ...
 
     async def open_orders(self) -> Sequence[OrderReport]:

@@ -27,6 +27,7 @@ the same ``exec_id`` again with it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -116,7 +117,7 @@ class IbkrBroker:
         request_timeout: float = 30.0,
         history_max_wait: float = 660.0,
         market_data_lines: int = 100,
-        messages_per_second: float = 45.0,
+        messages_per_second: float = 40.0,
         file: str = "adapter.json",
     ) -> None:
         """``clock`` stamps events (UTC); ``monotonic`` and ``sleep`` drive pacing and backoff;
@@ -137,7 +138,13 @@ class IbkrBroker:
         self._account = ""
         self._closing = False
         self._supervisor: asyncio.Task[None] | None = None
-        self._bucket = TokenBucket(rate=messages_per_second, burst=max(1, int(messages_per_second)))
+        self._keepalive: asyncio.Task[None] | None = None
+        self._close_reason: tuple[ErrorName, str] | None = None
+        # a small burst: no 1-second window ever holds more than rate + burst messages (49 of
+        # IB's 50 at the default); a full-second burst on top of the rate could reach 90
+        burst = max(1, int(messages_per_second // 10))
+        self._bucket = TokenBucket(rate=messages_per_second, burst=burst)
+        self._renewal: asyncio.Task[None] | None = None
         self._quiet_req_ids: set[int] = set()
         self._probes: dict[int, asyncio.Future[tuple[int, str]]] = {}
         self._farms: dict[tuple[str, str], FarmStatus] = {}
@@ -227,6 +234,7 @@ class IbkrBroker:
             self._move(Trigger.FAILED)
             raise
         self._announce(Trigger.READY)
+        self._start_keepalive()
         return info
 
     async def _open(self) -> ConnectionInfo:
@@ -237,14 +245,14 @@ class IbkrBroker:
             detail = "; ".join(p.message for p in port_problems)
             raise BrokerConnectError(by_name(ErrorName.WRONG_ENVIRONMENT), detail)
         ib = self._ib
-        await handshake(ib, creds.host, creds.port, creds.client_id, timeout)
+        client_id = await self._handshake_any_id(creds.host, creds.port, timeout)
         accounts = tuple(ib.client.getAccounts())
         info = ConnectionInfo(
             accounts=accounts,
             server_version=ib.client.serverVersion(),
             host=creds.host,
             port=creds.port,
-            client_id=creds.client_id,
+            client_id=client_id,
             connected_at=self._clock(),
         )
         problems = check_environment(adapter, ",".join(accounts), file=self._file)
@@ -254,6 +262,7 @@ class IbkrBroker:
             raise BrokerConnectError(by_name(ErrorName.WRONG_ENVIRONMENT), detail, info)
         self._account = adapter.account or accounts[0]
         try:
+            await self._spend(min(4, self._bucket.burst))  # the start-up sync's requests
             await startup_sync(ib, self._account, timeout)
         except BaseException:
             ib.disconnect()
@@ -263,9 +272,40 @@ class IbkrBroker:
         self._info = info
         return info
 
+    async def _handshake_any_id(self, host: str, port: int, limit: float) -> int:
+        """The handshake with ``client_id``; while IB says it is in use (326, a stale session),
+        retry it for ``client_id_wait_s``, then try ``fallback_client_id``.  Returns the id."""
+        creds, ib = self.adapter.credentials, self._ib
+        deadline = self._monotonic() + self.adapter.client_id_wait_s
+        while True:
+            try:
+                await handshake(ib, host, port, creds.client_id, limit)
+            except BrokerConnectError as exc:
+                if exc.entry.name is not ErrorName.CLIENT_ID_IN_USE:
+                    raise
+                last = exc
+            else:
+                return creds.client_id
+            if self._monotonic() >= deadline:
+                break
+            await self._sleep(min(2.0, max(0.1, deadline - self._monotonic())))
+        fallback = creds.fallback_client_id
+        if fallback is None:
+            choice = (
+                f"{last.detail}; waited {self.adapter.client_id_wait_s:g} s (client_id_wait_s) "
+                "and no credentials.fallback_client_id is set"
+            )
+            raise BrokerConnectError(last.entry, choice) from None
+        log.warning("client id %d is in use; connecting as fallback %d", creds.client_id, fallback)
+        await handshake(ib, host, port, fallback, limit)
+        return fallback
+
     async def disconnect(self) -> None:
         """Close the link, stop reconnecting and end every event stream."""
         self._closing = True
+        self._stop_keepalive()
+        if self._renewal is not None:
+            self._renewal.cancel()
         supervisor, self._supervisor = self._supervisor, None
         if supervisor is not None and supervisor is not asyncio.current_task():
             supervisor.cancel()
@@ -281,10 +321,14 @@ class IbkrBroker:
         self._hub.close()
 
     def _on_socket_closed(self) -> None:
+        reason, self._close_reason = self._close_reason, None
         if self._closing or self._state not in (ConnectionState.CONNECTED, ConnectionState.IB_LOST):
             return
-        entry = by_name(ErrorName.CONNECTION_CLOSED)
-        self._announce(Trigger.SOCKET_CLOSED, name=entry.name.value, message=entry.cause)
+        self._stop_keepalive()
+        name, message = reason or (ErrorName.CONNECTION_CLOSED, "")
+        self._announce(
+            Trigger.SOCKET_CLOSED, name=name.value, message=message or by_name(name).cause
+        )
         self._market.socket_closed()
         self._supervisor = asyncio.get_running_loop().create_task(
             self._reconnect(), name="ibpilot-ibkr-reconnect"
@@ -302,7 +346,6 @@ class IbkrBroker:
             await self._sleep(delay)
             try:
                 await self._open()
-                await self._market.renew(socket_was_closed=True)
             except BrokerConnectError as exc:
                 log.warning("reconnect attempt %d failed: %s", attempt, exc)
                 if exc.entry.name is ErrorName.WRONG_ENVIRONMENT:  # never trade on it
@@ -313,10 +356,55 @@ class IbkrBroker:
             except Exception as exc:  # the supervisor must outlive any one failed attempt
                 log.warning("reconnect attempt %d failed: %r", attempt, exc)
                 continue
-            if not self._ib.client.isReady():  # closed again while re-subscribing
+            if not self._ib.client.isReady():  # closed again meanwhile
                 continue
+            # orders (after the runtime's reconciliation) need not wait for every market-data
+            # subscription to be renewed: renewing goes on behind CONNECTED, paced
             self._announce(Trigger.READY, message=f"reconnected after {attempt} attempt(s)")
+            self._start_keepalive()
+            self._renew_in_background(socket_was_closed=True)
             return
+
+    def _renew_in_background(self, *, socket_was_closed: bool) -> None:
+        if self._renewal is not None:
+            self._renewal.cancel()
+        renew = self._market.renew(socket_was_closed=socket_was_closed)
+        self._renewal = asyncio.get_running_loop().create_task(
+            _logged(renew, "renewing market data"), name="ibpilot-ibkr-renew"
+        )
+
+    # --- keepalive ------------------------------------------------------------------------------
+    def _start_keepalive(self) -> None:
+        self._stop_keepalive()
+        if self.adapter.keepalive_s > 0:
+            loop = asyncio.get_running_loop()
+            self._keepalive = loop.create_task(self._keep_alive(), name="ibpilot-ibkr-keepalive")
+
+    def _stop_keepalive(self) -> None:
+        task, self._keepalive = self._keepalive, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def _keep_alive(self) -> None:
+        """reqCurrentTime every ``keepalive_s``; no answer within ``keepalive_timeout_s`` means
+        the gateway is hung or the socket half-open (a TCP peer that vanished sends no FIN):
+        close the socket, which starts the reconnect."""
+        every, limit = self.adapter.keepalive_s, self.adapter.keepalive_timeout_s
+        while not self._closing:
+            await asyncio.sleep(every)  # wall time, whatever sleep paces requests
+            if self._state not in (ConnectionState.CONNECTED, ConnectionState.IB_LOST):
+                return
+            try:
+                await self._spend()
+                await asyncio.wait_for(self._ib.reqCurrentTimeAsync(), limit)
+            except TimeoutError:
+                detail = f"no answer to the keepalive (reqCurrentTime) within {limit:g} s"
+                log.warning("%s: closing the socket to reconnect", detail)
+                self._close_reason = (ErrorName.GATEWAY_UNRESPONSIVE, detail)
+                self._ib.disconnect()  # emits disconnectedEvent: _on_socket_closed reconnects
+                return
+            except ConnectionError:
+                return  # the socket closed meanwhile; _on_socket_closed handles it
 
     def _give_up(self, reason: str) -> None:
         self._announce(
@@ -366,9 +454,9 @@ class IbkrBroker:
         asyncio.get_running_loop().create_task(self._restored(code, name, text, data_lost))
 
     async def _restored(self, code: int, name: str, text: str, data_lost: bool) -> None:
-        if data_lost:
-            await self._market.renew(socket_was_closed=False)
         self._announce(Trigger.IB_RESTORED, code=code, name=name, message=text, data_lost=data_lost)
+        if data_lost:  # 1101: IB dropped every subscription; renewed behind CONNECTED
+            self._renew_in_background(socket_was_closed=False)
 
     # --- requests ---------------------------------------------------------------------------
     def _require_connected(self, *, for_order: bool = False) -> None:
@@ -388,6 +476,13 @@ class IbkrBroker:
                 return
             await self._sleep(wait)
 
+    def reserve_order_ids(self, up_to: int) -> None:
+        """Never use an order id at or below ``up_to`` (ids the ledger shows were used; IB has
+        been seen to roll nextValidId back after a gateway restart)."""
+        self._orders.order_id_floor = max(self._orders.order_id_floor, up_to)
+        if self._ib.client.isReady():
+            cv.raw_client(self._ib).updateReqId(self._orders.highest_order_id + 1)
+
     async def resolve(self, ref: ContractRef) -> Contract:
         """One contract.  Raises BrokerRequestError NO_SECURITY_DEFINITION or AMBIGUOUS_CONTRACT
         (listing the candidates), or NOT_CONNECTED."""
@@ -395,7 +490,9 @@ class IbkrBroker:
         await self._spend()
         query = cv.ib_contract_of_ref(ref)
         what = f"the contract {cv.ref_text(ref)}"
-        details = await bounded(self._ib.reqContractDetailsAsync(query), what, self._timeout)
+        details = await bounded(
+            lambda: self._ib.reqContractDetailsAsync(query), what, self._timeout
+        )
         if not details:
             raise BrokerRequestError(by_name(ErrorName.NO_SECURITY_DEFINITION), f"IB has no {what}")
         contracts = [cv.contract_of(d) for d in details]
@@ -422,9 +519,12 @@ class IbkrBroker:
         return await self._market.history(contract, end, duration, bar_size, what_to_show, use_rth)
 
     async def subscribe(self, contract: Contract) -> None:
-        """Quotes and 5-second bars; renewed after reconnects and 1101.  Raises
-        BrokerRequestError MAX_TICKERS when the line budget is used up."""
-        self._require_connected()
+        """Quotes and 5-second bars; renewed after reconnects and 1101 (while reconnecting,
+        the subscription is kept and starts when the link is back).  Raises
+        BrokerRequestError MAX_TICKERS when the line budget is used up, NOT_CONNECTED when
+        there is no link and none is being restored."""
+        if self._supervisor is None or self._supervisor.done() or self._closing:
+            self._require_connected()
         await self._market.subscribe(contract)
 
     async def unsubscribe(self, contract: Contract) -> None:
@@ -435,9 +535,9 @@ class IbkrBroker:
         """Send ``order`` with orderRef = intent id; returns IB's order id.
 
         Orders are spaced at least ``rate_limit_ms`` apart (cancels are not: they reduce risk)
-        and every message goes through the 45/s token bucket.  Raises BrokerRequestError
-        NOT_CONNECTED, or CONNECTIVITY_LOST while IB is unreachable (1100); ValueError when the
-        intent was already placed through this broker.
+        and every message goes through the 40/s token bucket (burst 4: never 45 in a second).
+        Raises BrokerRequestError NOT_CONNECTED, or CONNECTIVITY_LOST while IB is unreachable
+        (1100); ValueError when the intent was already placed through this broker.
         """
 
         def still_allowed() -> None:
@@ -501,7 +601,7 @@ class IbkrBroker:
         """Non-zero positions of the connected account (reqPositions)."""
         self._require_connected()
         await self._spend()
-        items = await bounded(self._ib.reqPositionsAsync(), "reqPositions", self._timeout)
+        items = await bounded(self._ib.reqPositionsAsync, "reqPositions", self._timeout)
         return [cv.position_of(p) for p in items if p.account == self._account and p.position]
 
     async def account(self) -> AccountSnapshot:
@@ -510,10 +610,20 @@ class IbkrBroker:
         values = self._ib.accountValues(self._account)
         if not any(v.tag == "NetLiquidation" for v in values):
             await self._spend()
-            request = self._ib.reqAccountUpdatesAsync(self._account)
+            request = functools.partial(self._ib.reqAccountUpdatesAsync, self._account)
             await bounded(request, "reqAccountUpdates", self._timeout)
             values = self._ib.accountValues(self._account)
         return cv.account_snapshot(self._account, values)
+
+
+async def _logged(work: Awaitable[None], what: str) -> None:
+    """Run background ``work``; a failure is logged (the next reconnect or 1101 tries again)."""
+    try:
+        await work
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.warning("%s failed: %r", what, exc)
 
 
 def _conforms(broker: IbkrBroker) -> Broker:  # mypy checks IbkrBroker against the protocol

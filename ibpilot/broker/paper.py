@@ -192,6 +192,10 @@ class PaperBroker:
     async def unsubscribe(self, contract: Contract) -> None:
         self.subscribed.discard(contract.con_id)
 
+    def reserve_order_ids(self, up_to: int) -> None:
+        """Never use an order id at or below ``up_to``."""
+        self._next_order_id = max(self._next_order_id, up_to)
+
     async def place(self, order: OrderRequest) -> int:
         """Accept an order (Submitted), or reject it (error 201, Inactive): see the module doc.
 

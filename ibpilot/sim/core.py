@@ -84,6 +84,7 @@ class GatewayCore:
         self.held_client_ids: set[int] = set()  # stale sessions (a fault)
         self.feed: MarketFeed = MarketFeed(self)
         self.desk: TradingDesk = TradingDesk(self, config.starting_cash)
+        self.market_farm_up = True  # while the market-data farm is broken, live data stops
 
     def advance(self, now: float) -> None:
         """Step everything that runs on the simulated clock up to ``now``."""

@@ -9,7 +9,10 @@ endpoint (``ibpilot sim-ctl``):
   state kept (optionally with nextValidId rolled back, as IB has been seen to do);
 - ``connectivity_lost()`` / ``connectivity_restored(data_lost)``: IB's 1100, then 1101
   (market-data subscriptions lost) or 1102 (kept), sockets stay up;
-- ``farm(name, ok)``: market data (2103/2104), HMDS (2105/2106), sec-def (2157/2158);
+- ``farm(name, ok)``: market data (2103/2104; live data stops meanwhile), HMDS
+  (2105/2106), sec-def (2157/2158);
+- ``silence(symbols, existing_only)`` / ``unsilence()``: live data stops with no error and the
+  subscriptions kept (a dead feed); ``existing_only``: a new subscription gets data again;
 - ``read_only(on)``; ``reject_next(count, reason)``; ``delay(ms)``;
 - ``half_open(on)``: new connections are accepted and never answered;
 - ``hold_client_id(id)`` / ``release_client_id(id)``: a stale session keeps an id in use;
@@ -102,6 +105,7 @@ class Faults:
                 self._gw.core.roll_back_order_ids(rollback_ids)
             self.connectivity_up = True
             self.farms_up = dict.fromkeys(FARMS, True)
+            self._gw.core.market_farm_up = True
             await self._gw.start_listening()
             log.warning("fault: gateway is back on port %d", self._gw.port)
         finally:
@@ -166,8 +170,34 @@ class Faults:
         if name not in FARMS:
             raise FaultError(f"farm: 'name' must be one of {sorted(FARMS)}, got {name!r}")
         self.farms_up[name] = ok
+        if name == "market":
+            self._gw.core.market_farm_up = ok
         code, text = FARMS[name][1 if ok else 0]
         self._broadcast(code, text)
+
+    def silence(self, symbols: list[str] | None = None, existing_only: bool = True) -> int:
+        """Live data of ``symbols`` (None: all) stops with no error, the subscriptions kept;
+        with ``existing_only`` a new subscription gets data again.  Returns how many
+        subscriptions went silent.  Raises FaultError for a symbol the simulator lacks."""
+        from ibpilot.sim.refdata import ContractQuery  # noqa: PLC0415 (only here)
+
+        con_ids = None
+        if symbols is not None:
+            today = self._gw.clock.now_dt().date()
+            found = {
+                s: self._gw.core.refdata.resolve(ContractQuery(symbol=s), today) for s in symbols
+            }
+            unknown = sorted(s for s, insts in found.items() if not insts)
+            if unknown:
+                raise FaultError(f"silence: 'symbols' has symbols the simulator lacks: {unknown}")
+            con_ids = frozenset(i.con_id for insts in found.values() for i in insts)
+        count = self._gw.core.feed.silence(con_ids, existing_only)
+        log.warning("fault: %d market-data subscriptions silenced", count)
+        return count
+
+    def unsilence(self) -> None:
+        """Every silenced feed flows again."""
+        self._gw.core.feed.unsilence()
 
     # --- orders (handled by the order engine) --------------------------------------
     def read_only(self, on: bool = True) -> None:
@@ -195,6 +225,12 @@ class Faults:
             "lost": self.connectivity_lost,
             "restored": lambda: self.connectivity_restored(bool(args.get("data_lost", False))),
             "farm": lambda: self.farm(str(args.get("name", "")), bool(args.get("ok", False))),
+            "silence": lambda: {
+                "silenced": self.silence(
+                    _symbols(args.get("symbols")), bool(args.get("existing_only", True))
+                )
+            },
+            "unsilence": self.unsilence,
             "read-only": lambda: self.read_only(bool(args.get("on", True))),
             "reject-next": lambda: self.reject_next(
                 int(args.get("count", 1)), str(args.get("reason", "Simulated rejection"))
@@ -244,3 +280,14 @@ class Faults:
                 datetime.fromtimestamp(s.at, UTC).isoformat() for s in self.scheduled
             ],
         }
+
+
+def _symbols(value: object) -> list[str] | None:
+    """``symbols`` as sim-ctl sends it ("AAPL,MSFT") or as JSON (a list); None: all."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return [s.strip() for s in value.split(",") if s.strip()]
+    if isinstance(value, list) and all(isinstance(s, str) for s in value):
+        return list(value)
+    raise FaultError(f"silence: 'symbols' must be a list or AAPL,MSFT text, got {value!r}")

@@ -105,6 +105,9 @@ class MarketFeed:
     def __init__(self, core: GatewayCore) -> None:
         self.core = core
         self._subs: dict[_Key, _Sub] = {}
+        self._silent_keys: set[_Key] = set()
+        self._silent_con_ids: frozenset[int] = frozenset()
+        self._silent_all = False
 
     @staticmethod
     def _key(session: ClientSession, kind: str, req_id: int) -> _Key:
@@ -152,7 +155,9 @@ class MarketFeed:
         data_type = 2 if (session.market_data_type in (2, 4) and not quote.is_open) else 1
         session.send(out.market_data_type(req.req_id, data_type))
         sub = _MarketDataSub(session, req.req_id, inst, second)
-        self._send_quote(sub, quote)
+        dead = self._silent_all or inst.con_id in self._silent_con_ids or not core.market_farm_up
+        if not dead:
+            self._send_quote(sub, quote)
         if req.snapshot:
             session.send(out.tick_snapshot_end(req.req_id))
             return
@@ -225,6 +230,36 @@ class MarketFeed:
         """Active streaming subscriptions of all kinds."""
         return len(self._subs)
 
+    def silence(self, con_ids: frozenset[int] | None, existing_only: bool) -> int:
+        """Live data stops without an error, the subscriptions kept (a dead feed, as IB's
+        can be after a reset): for ``con_ids`` (None: every instrument); with
+        ``existing_only`` only the subscriptions open now (a new request gets data again),
+        else every one, new ones included.  Returns how many subscriptions went silent."""
+        streaming = [(k, s) for k, s in self._subs.items() if not isinstance(s, _HistorySub)]
+        dead = [k for k, s in streaming if con_ids is None or s.inst.con_id in con_ids]
+        if existing_only:
+            self._silent_keys.update(dead)
+        elif con_ids is None:
+            self._silent_all = True
+        else:
+            self._silent_con_ids |= con_ids
+        return len(dead)
+
+    def unsilence(self) -> None:
+        """Every feed flows again (from now: what was missed is not sent)."""
+        self._silent_keys.clear()
+        self._silent_con_ids, self._silent_all = frozenset(), False
+
+    def _silent(self, key: _Key, sub: _Sub) -> bool:
+        if isinstance(sub, _HistorySub):
+            return False
+        return (
+            key in self._silent_keys
+            or self._silent_all
+            or sub.inst.con_id in self._silent_con_ids
+            or not self.core.market_farm_up
+        )
+
     # --- stepping -------------------------------------------------------------
     def advance(self, now: float) -> None:
         """Send everything that happened up to simulated time ``now``."""
@@ -232,6 +267,12 @@ class MarketFeed:
         cache: dict[tuple[int, int], Quote] = {}
         for key, sub in list(self._subs.items()):
             if sub.session.closed:
+                continue
+            if self._silent(key, sub):  # nothing is sent, nothing is caught up later
+                if isinstance(sub, _MarketDataSub):
+                    sub.second = max(sub.second, second)
+                elif isinstance(sub, _RealTimeBarSub):
+                    sub.next_start = max(sub.next_start, second - second % RT_BAR_SECONDS)
                 continue
             try:
                 if isinstance(sub, _MarketDataSub):

@@ -28,7 +28,7 @@ HEALTHY = [
     "Client ID: 1",
     "Account: paper (DU0000001)",
     "Server version: 178",
-    "Rate limit: 50 messages/second (ibpilot paces at 45; orders at least 1000 ms apart)",
+    "Rate limit: 50 messages/second (ibpilot paces at 40; orders at least 1000 ms apart)",
     "API mode: OK (read-write: orders can be placed)",
     "Market data farm: OK (usfarm)",
     "HMDS data farm: OK (ushmds)",

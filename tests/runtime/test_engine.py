@@ -414,8 +414,9 @@ async def test_a_changed_strategy_file_halts_and_stops() -> None:
     await until(lambda: bool(of(ledger, K.RECONCILIATION)))
     await bot.integrity_violation("f" * 64)
     await task
-    kinds = [e.kind for e in ledger.entries()][-3:]
-    assert kinds == [K.MANDATE_INTEGRITY_VIOLATION, K.HALT, K.STOP]
+    kinds = [e.kind for e in ledger.entries()][-4:]
+    assert kinds == [K.MANDATE_INTEGRITY_VIOLATION, K.HALT, K.ALERT, K.STOP]
+    assert of(ledger, K.ALERT)[0].payload["kind"] == "halt"
     assert of(ledger, K.STOP)[0].payload["reason"] == "MANDATE_INTEGRITY_VIOLATION"
 
 

@@ -300,6 +300,10 @@ class FakeTime:
         self.now += seconds
         await asyncio.sleep(0)
 
+    def waits(self) -> list[float]:
+        """The sleeps of IB's history pacing rules (seconds), not the message pacing's."""
+        return [s for s in self.sleeps if s >= 0.5]
+
 
 async def test_history_waits_as_ibs_pacing_rules_say_then_refuses_beyond_its_bound(
     gateway: SimGateway,
@@ -311,9 +315,10 @@ async def test_history_waits_as_ibs_pacing_rules_say_then_refuses_beyond_its_bou
         c = await aapl(b)
         end = datetime(2026, 2, 27, 21, 0, tzinfo=UTC)
         await b.history(c, end=end, duration="1800 S", bar_size="1 min")
-        assert fake.sleeps == []
+        assert fake.waits() == []  # (the 40/s message pacing sleeps a few ms: not counted)
+        first_sent = fake.now
         await b.history(c, end=end, duration="1800 S", bar_size="1 min")  # identical: 15 s
-        assert sum(fake.sleeps) == pytest.approx(15.05)  # the 15 s rule plus pacing margin
+        assert fake.now - first_sent == pytest.approx(15.05, abs=0.03)  # 15 s rule + margin
         b2 = make_broker(
             gateway.port,
             adapter_extra={
@@ -326,11 +331,11 @@ async def test_history_waits_as_ibs_pacing_rules_say_then_refuses_beyond_its_bou
         await b2.connect()
         try:
             await b2.history(c, end=end, duration="1800 S", bar_size="1 min")
-            before = len(fake.sleeps)
+            before = len(fake.waits())
             with pytest.raises(BrokerRequestError) as caught:
                 await b2.history(c, end=end, duration="1800 S", bar_size="1 min")
             assert caught.value.entry.name is ErrorName.PACING_VIOLATION
-            assert len(fake.sleeps) == before  # refused at once, no waiting
+            assert len(fake.waits()) == before  # refused at once, no waiting
         finally:
             await b2.disconnect()
     finally:
@@ -611,7 +616,7 @@ async def test_1101_renews_the_market_data_subscriptions(
         True,
         "CONNECTIVITY_RESTORED_DATA_LOST",
     )
-    assert gateway.core.feed.subscription_count == 2
+    await eventually(lambda: gateway.core.feed.subscription_count == 2)  # renewed behind it
     await _quotes_after(events, ConnectionState.CONNECTED)
     # the stale request ids were cancelled quietly: no REQUEST_NOT_FOUND noise
     assert not [e for e in events.of(BrokerError) if e.name == "REQUEST_NOT_FOUND"]
@@ -725,3 +730,106 @@ def test_farm_names_are_read_from_ibs_text(
     assert status is not None
     assert (status.farm, status.state) == (farm, state)
     assert farm_status(200, "No security definition") is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Keepalive, client ids held by stale sessions, order ids across a bot restart
+
+
+@pytest.mark.sim(start=OPEN, speed=10)
+async def test_a_gateway_that_stops_answering_is_detected_by_the_keepalive_and_reconnected(
+    gateway: SimGateway,
+) -> None:
+    b = make_broker(gateway.port, adapter_extra={"keepalive_s": 0.2, "keepalive_timeout_s": 0.3})
+    await b.connect()
+    events = Recorder(b)
+    try:
+        await b.subscribe(await aapl(b))
+        gateway.faults.delay(60_000)  # the socket stays open; nothing is answered any more
+        lost = await events.wait_for(
+            ConnectionEvent, lambda e: e.state is ConnectionState.DISCONNECTED
+        )
+        assert lost.name == "GATEWAY_UNRESPONSIVE"
+        assert "keepalive" in lost.message
+        gateway.faults.delay(0)
+        await events.wait_for(
+            ConnectionEvent, lambda e: e.state is ConnectionState.CONNECTED, timeout=10
+        )
+        await _quotes_after(events, ConnectionState.CONNECTED)  # market data flows again
+    finally:
+        await events.close()
+        await b.disconnect()
+
+
+async def test_an_answering_gateway_is_never_dropped_by_the_keepalive(gateway: SimGateway) -> None:
+    asked: list[int] = []
+    gateway.request_tap = lambda version, message: asked.append(message.msg_id)
+    b = make_broker(gateway.port, adapter_extra={"keepalive_s": 0.05, "keepalive_timeout_s": 1})
+    await b.connect()
+    events = Recorder(b)
+    try:
+        await eventually(lambda: asked.count(49) >= 5)  # reqCurrentTime, again and again
+        assert events.of(ConnectionEvent) == []
+        assert b.state is ConnectionState.CONNECTED
+    finally:
+        await events.close()
+        await b.disconnect()
+
+
+async def test_a_held_client_id_is_waited_for_then_the_fallback_id_is_used(
+    gateway: SimGateway,
+) -> None:
+    gateway.faults.hold_client_id(1)
+    creds = {"host": "127.0.0.1", "port": gateway.port, "client_id": 1, "fallback_client_id": 7}
+    b = make_broker(gateway.port, adapter_extra={"credentials": creds, "client_id_wait_s": 0.3})
+    started = time.monotonic()
+    info = await b.connect()
+    try:
+        assert info.client_id == 7
+        assert time.monotonic() - started >= 0.3  # it waited for the stale session first
+    finally:
+        await b.disconnect()
+
+
+async def test_a_held_client_id_without_fallback_names_both_choices(gateway: SimGateway) -> None:
+    gateway.faults.hold_client_id(1)
+    b = make_broker(gateway.port, adapter_extra={"client_id_wait_s": 0.2})
+    with pytest.raises(BrokerConnectError) as caught:
+        await b.connect()
+    assert caught.value.entry.name is ErrorName.CLIENT_ID_IN_USE
+    assert "client_id_wait_s" in str(caught.value)
+    assert "fallback_client_id" in str(caught.value)
+
+
+async def test_a_held_client_id_is_used_once_the_stale_session_lets_go(gateway: SimGateway) -> None:
+    gateway.faults.hold_client_id(1)
+    b = make_broker(gateway.port, adapter_extra={"client_id_wait_s": 5})
+    asyncio.get_running_loop().call_later(0.3, gateway.faults.release_client_id, 1)
+    info = await b.connect()
+    try:
+        assert info.client_id == 1
+    finally:
+        await b.disconnect()
+
+
+@pytest.mark.sim(start=OPEN, speed=10)
+async def test_order_ids_are_never_reused_by_a_restarted_bot_after_an_id_rollback(
+    gateway: SimGateway,
+) -> None:
+    first = make_broker(gateway.port)
+    await first.connect()
+    c = await aapl(first)
+    used = [await first.place(far_limit(c, f"old-{n}")) for n in range(3)]
+    await eventually(lambda: len(gateway.core.desk.engine.open_orders()) == 3)
+    await first.disconnect()
+    await gateway.faults.restart(down=0.2, rollback_ids=5)  # nextValidId goes back 5 ids
+    second = make_broker(gateway.port)
+    second.reserve_order_ids(max(used))  # what the ledger of the first run recorded
+    await second.connect()
+    try:
+        new_id = await second.place(far_limit(c, "new"))
+        assert new_id > max(used)
+        listed = {r.intent_id: r.order_id for r in await second.open_orders()}
+        assert listed == {"old-0": used[0], "old-1": used[1], "old-2": used[2], "new": new_id}
+    finally:
+        await second.disconnect()

@@ -10,7 +10,15 @@ import pytest
 from pydantic import BaseModel
 
 from ibpilot.cli import build_parser
-from ibpilot.config import AdapterConfig, Credentials, Instrument, Mandate, StrategyConfig
+from ibpilot.config import (
+    AdapterConfig,
+    AlertsConfig,
+    Credentials,
+    Instrument,
+    Mandate,
+    ScheduleSettings,
+    StrategyConfig,
+)
 from ibpilot.errors import troubleshooting_markdown
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -57,7 +65,14 @@ def test_every_sub_command_is_documented(readme: str) -> None:
 
 @pytest.mark.parametrize(
     ("model", "prefix"),
-    [(AdapterConfig, ""), (Credentials, "credentials."), (StrategyConfig, ""), (Mandate, "")],
+    [
+        (AdapterConfig, ""),
+        (Credentials, "credentials."),
+        (AlertsConfig, "alerts."),
+        (ScheduleSettings, "alerts.schedule."),
+        (StrategyConfig, ""),
+        (Mandate, ""),
+    ],
 )
 def test_every_field_of_the_user_files_is_documented(
     readme: str, model: type[BaseModel], prefix: str

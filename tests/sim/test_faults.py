@@ -226,3 +226,63 @@ async def test_admin_endpoint_drives_faults_and_reports_bad_arguments() -> None:
         writer.close()
     with pytest.raises(FaultError):
         gw.faults.farm("nosuchfarm", ok=True)
+
+
+async def _ticks_within(ib: IB, ticker: object, seconds: float) -> int:
+    """How many updates ``ticker`` gets in ``seconds`` of real time."""
+    count = 0
+
+    def on_update(t: object) -> None:
+        nonlocal count
+        count += 1
+
+    ticker.updateEvent += on_update  # type: ignore[attr-defined]
+    await asyncio.sleep(seconds)
+    ticker.updateEvent -= on_update  # type: ignore[attr-defined]
+    return count
+
+
+@pytest.mark.sim(speed=60)
+async def test_a_silenced_feed_stops_without_an_error_and_a_new_request_flows(
+    gateway: SimGateway, ib: IB
+) -> None:
+    aapl = (await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD")))[0]
+    old = ib.reqMktData(aapl)
+    assert await _ticks_within(ib, old, 0.5) > 0
+    errors: list[int] = []
+    ib.errorEvent += lambda req_id, code, text, contract: errors.append(code)
+    assert gateway.faults.silence(["AAPL"], existing_only=True) == 1
+    await asyncio.sleep(0.1)
+    assert await _ticks_within(ib, old, 0.5) == 0  # a dead feed: no ticks, no error
+    ib.cancelMktData(aapl)
+    fresh = ib.reqMktData(aapl)
+    assert await _ticks_within(ib, fresh, 0.5) > 0  # renewing the request cures it
+    assert errors == []
+
+
+@pytest.mark.sim(speed=60)
+async def test_every_feed_silenced_stays_dead_for_new_requests_until_unsilenced(
+    gateway: SimGateway, ib: IB
+) -> None:
+    aapl = (await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD")))[0]
+    gateway.faults.silence(None, existing_only=False)
+    ticker = ib.reqMktData(aapl)
+    assert await _ticks_within(ib, ticker, 0.5) == 0
+    with pytest.raises(FaultError, match="symbols"):
+        gateway.faults.silence(["NOSUCHSYMBOL"])
+    gateway.faults.unsilence()
+    assert await _ticks_within(ib, ticker, 0.5) > 0
+
+
+@pytest.mark.sim(speed=60)
+async def test_live_data_stops_while_the_market_data_farm_is_broken(
+    gateway: SimGateway, ib: IB
+) -> None:
+    aapl = (await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD")))[0]
+    ticker = ib.reqMktData(aapl)
+    assert await _ticks_within(ib, ticker, 0.5) > 0
+    gateway.faults.farm("market", ok=False)
+    await asyncio.sleep(0.1)
+    assert await _ticks_within(ib, ticker, 0.5) == 0
+    gateway.faults.farm("market", ok=True)
+    assert await _ticks_within(ib, ticker, 0.5) > 0

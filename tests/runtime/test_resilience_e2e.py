@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -19,8 +21,13 @@ from test_start_e2e import (
     assert_ledger_matches_the_sim,
     bot_in_process,
     codes,
+    exit_code,
+    ibpilot_start,
     ledger_entries,
+    open_window_now,
     order,
+    sim_executions,
+    sim_orders,
     verify_exit_code,
     wait_for,
     write_files,
@@ -265,3 +272,62 @@ async def test_an_outage_inside_ibs_nightly_reset_is_waited_out_quietly(
 def _outage_end(files: Files) -> Entry | None:
     ends = [e for e in ledger_entries(files.ledger, _K.CONNECTION) if "outage_s" in e.payload]
     return ends[0] if ends else None
+
+
+# -- kill -9 of the bot ----------------------------------------------------------------------
+
+
+@pytest.mark.sim(speed=1, start=MONDAY_OPEN)
+async def test_kill_9_mid_trading_then_a_restart_loses_nothing_and_sends_nothing_twice(
+    gateway: SimGateway, tmp_path: Path
+) -> None:
+    params = {"steps": [[order(quantity=1)]], "repeat_s": 0.3}
+    mandate = {
+        "max_position": 1000,
+        "max_orders_per_minute": 600,
+        "trading_hours": open_window_now(),
+    }
+    files = write_files(tmp_path, gateway.port, params=params, mandate=mandate)
+    async with ibpilot_start(files) as first:
+        await wait_for("orders", lambda: len(ledger_entries(files.ledger, _K.ORDER_SENT)) >= 4)
+        first.send_signal(signal.SIGKILL)  # at whatever moment: maybe between INTENT and send
+        await first.wait()
+    before = len(ledger_entries(files.ledger, _K.INTENT))
+    async with ibpilot_start(files) as second:
+        await wait_for(
+            "orders after the restart",
+            lambda: len(ledger_entries(files.ledger, _K.ORDER_SENT)) >= before + 3,
+        )
+        second.send_signal(signal.SIGTERM)
+        assert await exit_code(second, files) == EXIT_OK
+    await asyncio.sleep(0.5)  # the last fills reach the ledger before STOP (drained)
+    entries = ledger_entries(files.ledger)
+    restart = max(i for i, e in enumerate(entries) if e.kind is _K.START)
+    first_sent = next(i for i, e in enumerate(entries) if i > restart and e.kind is _K.ORDER_SENT)
+    assert any(
+        e.payload.get("finding") == "summary" and e.payload.get("reason") == "restart"
+        for e in entries[restart:first_sent]
+    ), "an order left the restarted bot before its reconciliation"
+    # intents the killed bot wrote but may not have sent were resolved, never re-sent
+    unconfirmed = [e for e in entries if e.payload.get("finding") == "unconfirmed"]
+    sent = [str(e.payload["intent_id"]) for e in entries if e.kind is _K.ORDER_SENT]
+    assert not {str(e.payload["intent_id"]) for e in unconfirmed} & set(sent[before:])
+    assert_ledger_matches_the_sim_after_a_crash(files, gateway)
+    assert verify_exit_code(files.ledger) == 0
+
+
+def assert_ledger_matches_the_sim_after_a_crash(files: Files, gw: SimGateway) -> None:
+    """As after a clean run, except that an intent the killed bot ledgered may lack its
+    ORDER_SENT: then it is at the simulator exactly once or nowhere, never twice."""
+    intents = [str(e.payload["intent_id"]) for e in ledger_entries(files.ledger, _K.INTENT)]
+    sent = [str(e.payload["intent_id"]) for e in ledger_entries(files.ledger, _K.ORDER_SENT)]
+    assert len(set(intents)) == len(intents), "an intent id was used twice"
+    assert len(set(sent)) == len(sent), "an intent was sent twice"
+    assert set(sent) <= set(intents)
+    refs = Counter(o.spec.order_ref for o in sim_orders(gw))
+    assert all(n == 1 for n in refs.values()), f"an orderRef reached the sim twice: {refs}"
+    assert set(refs) <= set(intents), "the sim holds an order no intent explains"
+    assert set(sent) <= set(refs), "a sent intent is not at the sim"
+    assert len(set(intents) - set(refs)) <= 1  # at most the one the kill interrupted
+    fills = {str(e.payload["exec_id"]) for e in ledger_entries(files.ledger, _K.FILL)}
+    assert fills == {ex.exec_id for ex in sim_executions(gw)}, "a fill is missing"

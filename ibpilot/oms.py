@@ -225,7 +225,9 @@ class Oms:
         self._append(_K.CANCEL_SENT, {"intent_id": intent_id, "reason": reason})
         try:
             await self._broker.cancel(intent_id)
-        except Exception as exc:  # recorded; the order's own status decides what happened
+        except Exception as exc:  # not asked after all (not sent yet, link down): a later
+            # cancel (cancel-all, the on_stop policy) asks again
+            intent.cancel_requested = False
             self._append(_K.NOTE, {"intent_id": intent_id, "cancel_failed": _describe(exc)})
         return True
 
@@ -424,7 +426,7 @@ class Oms:
     def _recover(self) -> None:
         """Rebuild intents and the executions seen from the ledger (read only)."""
         kinds = (_K.INTENT, _K.ORDER_SENT, _K.ORDER_STATUS, _K.FILL, _K.COMMISSION,
-                 _K.CANCEL_SENT, _K.RECONCILIATION)  # fmt: skip
+                 _K.CANCEL_SENT, _K.RECONCILIATION, _K.NOTE)  # fmt: skip
         for entry in self._ledger.entries(kind=kinds):
             p = entry.payload
             if entry.kind is _K.INTENT:
@@ -460,6 +462,8 @@ def _replay(intent: Intent, entry: Entry) -> None:
         intent.order_id = int(str(p["order_id"]))
     elif entry.kind is _K.CANCEL_SENT:
         intent.cancel_requested = True
+    elif entry.kind is _K.NOTE and "cancel_failed" in p:
+        intent.cancel_requested = False
     elif entry.kind is _K.ORDER_STATUS and "status" in p:
         intent.perm_id = int(str(p["perm_id"])) or intent.perm_id
         avg = decode_value(Decimal | None, p.get("avg_fill_price"))

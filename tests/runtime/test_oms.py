@@ -70,6 +70,7 @@ class RecordingBroker:
         self.completed: list[OrderReport] = []
         self.execs: list[ExecutionReport] = []
         self.fail_place: Exception | None = None
+        self.fail_cancel: Exception | None = None
 
     def _ledgered(self, intent_id: str) -> set[EntryKind]:
         return {e.kind for e in self.ledger.entries() if e.payload.get("intent_id") == intent_id}
@@ -83,6 +84,8 @@ class RecordingBroker:
 
     async def cancel(self, intent_id: str) -> None:
         assert K.CANCEL_SENT in self._ledgered(intent_id)
+        if self.fail_cancel is not None:
+            raise self.fail_cancel
         self.cancelled.append(intent_id)
 
     async def open_orders(self) -> list[OrderReport]:
@@ -283,6 +286,22 @@ async def test_cancel_is_ledgered_first_and_asked_once() -> None:
     )
     assert oms.intent(intent.intent_id).state is S.CANCELLED  # type: ignore[union-attr]
     assert await oms.cancel_all() == []
+
+
+async def test_a_cancel_that_could_not_be_asked_is_asked_again_later_even_after_a_restart() -> None:
+    oms, broker, ledger, _ = make()
+    intent = await sent(oms)
+    broker.fail_cancel = ConnectionError("not connected")  # the link is down
+    assert await oms.cancel(intent.intent_id, "first")
+    assert broker.cancelled == []
+    broker.fail_cancel = None
+    assert await oms.cancel_all("again") == [intent.intent_id]  # not skipped as asked
+    assert broker.cancelled == [intent.intent_id]
+    broker.fail_cancel, broker.cancelled = ConnectionError("down"), []
+    second = await sent(oms)
+    assert await oms.cancel(second.intent_id)
+    rebuilt, *_ = make(ledger)
+    assert rebuilt.intent(second.intent_id).cancel_requested is False  # type: ignore[union-attr]
 
 
 # ---------------------------------------------------------------------------------------------

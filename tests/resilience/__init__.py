@@ -1,0 +1,1 @@
+"""The fault campaign: the runtime against a misbehaving simulated IB Gateway."""

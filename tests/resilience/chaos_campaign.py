@@ -75,6 +75,7 @@ class CampaignConfig:
     recovery_bound_s: float = 45.0
     ready_bound_s: float = 60.0
     cancel_chance: float = 0.1  # per gap: the operator's cancel-all
+    halt_chance: float = 0.05  # per gap: the operator halts, then resumes after a moment
 
 
 @dataclass(slots=True)
@@ -89,6 +90,7 @@ class Outcome:
     intents: int
     executions: int
     cancel_alls: int
+    halts: int
     incidents: list[str] = field(default_factory=list)
     sim: dict[str, object] = field(default_factory=dict)  # what the simulator held (SimTap.dump)
 
@@ -104,6 +106,7 @@ class Campaign:
         self.incidents: list[str] = []
         self.stop_mismatches: list[str] = []
         self.cancel_alls = 0
+        self.halts = 0
         self.restart_checks = 0  # short checks after each kill -9 and restart
         self.restart_findings: list[str] = []
         self.deck = self.rng.sample(list(INJECTORS), len(INJECTORS))  # every kind once, first
@@ -159,6 +162,7 @@ class Campaign:
             intents,
             len(self.tap.executions),
             self.cancel_alls,
+            self.halts,
             self.incidents,
             self.tap.dump(),
         )
@@ -228,9 +232,10 @@ class Campaign:
             )
             await self._start_bot()
 
-    async def control(self, cmd: str) -> None:
+    async def control(self, cmd: str, **args: str) -> None:
+        """A control command to the running bot (``ibpilot halt`` ...); failures ignored."""
         with contextlib.suppress(ControlError, OSError, TimeoutError):
-            await asyncio.wait_for(send_command(self.files.state, cmd, {}), 10)
+            await asyncio.wait_for(send_command(self.files.state, cmd, args), 10)
 
     # -- a trading day ---------------------------------------------------------------------------
 
@@ -252,6 +257,11 @@ class Campaign:
             if self.rng.random() < self.cfg.cancel_chance:
                 self.cancel_alls += 1
                 await self.control("cancel-all")
+            if self.rng.random() < self.cfg.halt_chance:  # only reducing orders may pass
+                self.halts += 1
+                await self.control("halt", reason="chaos operator")
+                await asyncio.sleep(self.rng.uniform(0.2, 0.8))
+                await self.control("resume")
             await self._one_fault(day)
 
     async def _one_fault(self, day: date) -> None:

@@ -276,6 +276,7 @@ def check_sequencing(ix: Index) -> Check:
     (re)start or reconnect (from the order of CONNECTION, RECONCILIATION, HALT, INTENT)."""
     c = Check("no order sent while halted, disconnected/1100 or unreconciled")
     state, reconciled, halted = "disconnected", False, False
+    allowed_while_halted = 0
     last: Entry | None = None
     reducing = {
         str(e.payload["intent_id"]): bool(e.payload.get("reducing"))
@@ -296,6 +297,7 @@ def check_sequencing(ix: Index) -> Check:
         elif e.kind in (_K.HALT, _K.RESUME):
             halted = e.kind is _K.HALT
         elif e.kind is _K.INTENT:
+            allowed_while_halted += halted and reducing.get(str(p["intent_id"]), False)
             why = [
                 w
                 for w, bad in (
@@ -308,6 +310,8 @@ def check_sequencing(ix: Index) -> Check:
             if why:
                 context = _show(last) if last else "no connection entry yet"
                 c.fail(f"{', '.join(why)}: {_show(e)} (last: {context})")
+    halts = sum(1 for e in ix.entries if e.kind is _K.HALT)
+    c.notes.append(f"{halts} halts; {allowed_while_halted} reducing orders sent while halted")
     return c
 
 

@@ -57,7 +57,7 @@ def render(outcome: Outcome) -> str:
     counts = (
         f"bot starts {outcome.bot_starts}, ledger entries {outcome.entries}, intents "
         f"{outcome.intents}, sim executions {outcome.executions}, operator cancel-alls "
-        f"{outcome.cancel_alls}"
+        f"{outcome.cancel_alls}, operator halts {outcome.halts}"
     )
     lines = [
         head,

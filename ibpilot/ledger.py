@@ -7,8 +7,9 @@ actions. "Ledger before wire": :meth:`Ledger.append` returns only once the entry
 (committed; PostgreSQL with ``synchronous_commit`` on; SQLite in WAL mode, by default with
 ``synchronous=NORMAL``: the commit is in the WAL file, safe from a crash or ``kill -9`` of the
 bot though not from a power loss, and ``sqlite:///path?sync=full`` fsyncs every commit; see
-:mod:`ibpilot._ledger_sql` for why), so the runtime appends the intent and the gate's
-decision first and sends the order after.
+:mod:`ibpilot._ledger_sql` for why), so the runtime records the intent and the gate's
+decision first and sends the order after (:meth:`Ledger.stage` makes them durable at once
+and chains them right after the order has left).
 
 Entries
     ``seq`` (1, 2, 3, ... without gaps), ``ts`` (the caller's clock, UTC, microseconds; the
@@ -77,14 +78,17 @@ __all__ = [
     "MemoryLedger",
     "Problem",
     "SqlLedger",
+    "StagedBatch",
     "StoredRow",
     "VerifyReport",
     "canonical_json",
     "entry_hash",
     "format_ts",
     "open_ledger",
+    "parse_staged_line",
     "resolve_ledger_url",
     "seal",
+    "stage_batch",
     "verify_chain",
 ]
 
@@ -393,6 +397,70 @@ def _seal(
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class StagedBatch:
+    """Entries staged together (:meth:`Ledger.stage`): normalised and durable, not yet
+    chained. They join the chain as :func:`seal_many` of ``items`` at ``ts``."""
+
+    ts: datetime
+    spec_hash: str
+    items: tuple[tuple[EntryKind, dict[str, JsonValue]], ...]
+
+    @property
+    def ts_text(self) -> str:
+        return format_ts(self.ts)
+
+
+def stage_batch(
+    items: Iterable[tuple[EntryKind, Mapping[str, object]]],
+    *,
+    ts: datetime,
+    spec_hash: str = "",
+) -> tuple[StagedBatch, bytes]:
+    """A batch to stage and its line in a stage file (ASCII, ending in a newline).
+
+    The line is the canonical JSON of ``[ts, spec_hash, [[kind, payload], ...]]``: one line
+    per batch, so a torn write loses a whole batch, never part of one. Raises
+    TypeError/ValueError exactly as :meth:`Ledger.append_many` does for the same items.
+    """
+    _check_spec_hash(spec_hash)
+    normalised = tuple(
+        (kind if type(kind) is EntryKind else EntryKind(kind), _normalise_object(payload))
+        for kind, payload in items
+    )
+    stamp = format_ts(ts)
+    line = _dumps([stamp, spec_hash, [[kind.value, payload] for kind, payload in normalised]])
+    return StagedBatch(ts.astimezone(UTC), spec_hash, normalised), f"{line}\n".encode("ascii")
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _strict_json(line: bytes) -> tuple[Any, Any, list[Any]]:
+    """``[ts, spec_hash, [[kind, payload], ...]]`` from a stage-file line, unchecked inside."""
+    value = json.loads(line, parse_constant=_refuse_constant)
+    if not (isinstance(value, list) and len(value) == 3 and isinstance(value[2], list)):
+        raise TypeError("not [ts, spec_hash, entries]")
+    return value[0], value[1], value[2]
+
+
+def parse_staged_line(line: bytes) -> StagedBatch:
+    """The batch a stage-file line holds. Raises ValueError if it is not one."""
+    try:
+        stamp, spec_hash, items = _strict_json(line)
+        ts = datetime.fromisoformat(stamp)
+        parsed = tuple((EntryKind(kind), payload) for kind, payload in items)
+    except (TypeError, ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"not a staged batch: {e}") from None
+    if format_ts(ts) != stamp or not isinstance(spec_hash, str) or not parsed:
+        raise ValueError("not a staged batch: bad timestamp, spec hash or no entries")
+    if not all(isinstance(payload, dict) for _, payload in parsed):
+        raise ValueError("not a staged batch: a payload is not a JSON object")
+    _check_spec_hash(spec_hash)
+    return StagedBatch(ts.astimezone(UTC), spec_hash, parsed)
+
+
 def _check_spec_hash(spec_hash: str) -> None:
     if len(spec_hash) > 128 or not (spec_hash.isascii() and spec_hash.isprintable()):
         raise ValueError(
@@ -552,6 +620,28 @@ class Ledger(Protocol):
         """
         ...
 
+    def stage(
+        self,
+        items: Iterable[tuple[EntryKind, Mapping[str, object]]],
+        *,
+        ts: datetime,
+        spec_hash: str = "",
+    ) -> None:
+        """Make entries durable now and chain them later: for what must be durable before the
+        wire, without the chaining and the transaction on that path.
+
+        The entries are durable when this returns (they survive the process being killed;
+        with SQLite ``?sync=full`` a power loss too); they join the chain, in order and
+        together, at the next append, append_many, flush or close of this ledger, or, if the
+        process dies first, when the ledger is next opened. TypeError/ValueError for a bad
+        payload/ts/spec hash, raised before anything is written.
+        """
+        ...
+
+    def flush(self) -> None:
+        """Chain and store what was staged (nothing to do when nothing is)."""
+        ...
+
     def entries(
         self,
         since: datetime | None = None,
@@ -606,6 +696,19 @@ class LedgerBase(ABC):
     ) -> Entry:
         """Append one entry; durable when it returns."""
         return self.append_many([(kind, payload)], ts=ts, spec_hash=spec_hash)[0]
+
+    def stage(
+        self,
+        items: Iterable[tuple[EntryKind, Mapping[str, object]]],
+        *,
+        ts: datetime,
+        spec_hash: str = "",
+    ) -> None:
+        """Make entries durable; this default appends them at once (chained already)."""
+        self.append_many(items, ts=ts, spec_hash=spec_hash)
+
+    def flush(self) -> None:  # noqa: B027  (a no-op by design: the default stage appends)
+        """Chain what was staged; nothing is left staged by the default :meth:`stage`."""
 
     def __enter__(self) -> Self:
         return self

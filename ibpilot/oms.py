@@ -1,8 +1,9 @@
 """The OMS: intents ledgered before the wire, broker reports, and reconciliation.
 
-:meth:`Oms.submit` appends PROPOSAL, DECISION and INTENT in one transaction *before* the order
-is handed to the broker, then ORDER_SENT; status changes (ORDER_STATUS), fills (FILL) and
-commissions (COMMISSION) follow.  The intent model (:class:`~ibpilot.intents.Intent`, its ids
+:meth:`Oms.submit` makes PROPOSAL, DECISION and INTENT durable together *before* the order is
+handed to the broker (:meth:`~ibpilot.ledger.Ledger.stage`; they join the chain as soon as it
+has left), then ORDER_SENT; status changes (ORDER_STATUS), fills (FILL) and commissions
+(COMMISSION) follow.  The intent model (:class:`~ibpilot.intents.Intent`, its ids
 and the lifecycle table :data:`~ibpilot.intents.INTENT_TRANSITIONS`) lives in
 :mod:`ibpilot.intents` and is re-exported here; an edge missing from the table raises
 :class:`IllegalIntentTransition` (from broker data it is recorded, not raised).
@@ -172,10 +173,14 @@ class Oms:
     ) -> Intent | None:
         """Ledger the proposal and decision; if allowed, the intent, then send it once.
 
-        Returns a snapshot of the intent (SENDING; UNKNOWN when ``place`` raised, which
-        reconciliation resolves: it is never re-sent), or None when refused.  Raises LedgerError
-        when the ledger fails (nothing is sent), ValueError when an allowed proposal has no
-        ``contract`` or carries an intent id already used.
+        Ledger before wire: an allowed proposal's PROPOSAL, DECISION and INTENT are staged
+        (:meth:`Ledger.stage`: durable when it returns) before the order is sent, and chained
+        right after ``place`` returns or raises; a refusal is appended at once.  Returns a
+        snapshot of the intent (SENDING; UNKNOWN when ``place`` raised, which reconciliation
+        resolves: it is never re-sent), or None when refused.  Raises LedgerError when the
+        ledger fails (before the wire: nothing is sent; after it, the staged records stay
+        staged, chained by a later append or the ledger's next open), ValueError when an
+        allowed proposal has no ``contract`` or carries an intent id already used.
         """
         ts = self._clock()
         intent_id = proposal.intent_id or self._ids.next(ts)
@@ -199,7 +204,7 @@ class Oms:
         intent.apply(_T.APPROVE)
         intent.apply(_T.SEND)
         records.append((_K.INTENT, encode(intent, _INTENT_FIELDS)))
-        self._ledger.append_many(records, ts=ts, spec_hash=self.spec_hash)  # ledger before wire
+        self._ledger.stage(records, ts=ts, spec_hash=self.spec_hash)  # ledger before wire
         self._intents[intent_id] = intent
         self._open_ids[intent_id] = None  # the newest intent: last in both orders
         self._indexed += 1
@@ -212,6 +217,7 @@ class Oms:
             return intent.snapshot()
         finally:
             self._in_flight.discard(intent_id)
+            self._ledger.flush()  # chain what was staged (an append flushes it first anyway)
         intent.order_id = order_id
         self._append(_K.ORDER_SENT, {"intent_id": intent_id, "order_id": order_id})
         return intent.snapshot()

@@ -224,6 +224,24 @@ def test_entries_read_back_exactly_as_appended(site: Site) -> None:
     assert reopened.ledger_id == ledger.ledger_id
 
 
+def test_staged_entries_read_back_exactly_after_flush(site: Site) -> None:
+    ledger = site.open()
+    ledger.append(EntryKind.START, {}, ts=T0)
+    ledger.stage(
+        [(EntryKind.PROPOSAL, PAYLOAD), (EntryKind.INTENT, {"n": 1})], ts=T0, spec_hash=SPEC
+    )
+    ledger.stage([(EntryKind.NOTE, {"n": 2})], ts=T0 + timedelta(seconds=1))
+    ledger.flush()
+    entries = list(site.open().entries())
+    assert [(e.seq, e.kind) for e in entries] == [
+        (1, EntryKind.START), (2, EntryKind.PROPOSAL), (3, EntryKind.INTENT), (4, EntryKind.NOTE)
+    ]  # fmt: skip
+    assert entries[1].payload == STORED
+    assert [e.spec_hash for e in entries] == ["", SPEC, SPEC, ""]
+    assert entries[3].ts == T0 + timedelta(seconds=1)
+    assert ledger.verify().ok
+
+
 def test_an_empty_ledger_has_no_entries_and_verifies(site: Site) -> None:
     ledger = site.open()
     assert ledger.last() is None

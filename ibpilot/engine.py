@@ -16,7 +16,8 @@ restarted bot does not remember the loss already taken today.  A daily loss abov
 mandate's halts the bot (and flattens it through the gate if the mandate says so).  Cancelling
 the ``run()`` task is a crash: nothing is cancelled and no STOP is written; use
 :meth:`Engine.stop`.  Fills found by a reconciliation move positions but are not replayed to
-``on_fill``.  Subscriptions are the broker's to renew after a reconnect.
+``on_fill``.  Subscriptions are the broker's to renew after a reconnect.  The P&L book is
+:mod:`ibpilot.book`; the watchdogs and alerts are :mod:`ibpilot.engine_watch`.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ import logging
 import random
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import replace
+from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from ibpilot.alerts import AlertKind, Notifier, Severity
+from ibpilot.alerts import AlertKind, Severity
+from ibpilot.book import Book, DaySpan
 from ibpilot.broker.base import Bar as BrokerBar
 from ibpilot.broker.base import (
     Broker,
@@ -49,6 +51,8 @@ from ibpilot.broker.base import (
 )
 from ibpilot.broker.base import Quote as BrokerQuote
 from ibpilot.config import Environment, LoadedStrategy, OnStop, OrderType, SecType
+from ibpilot.engine_status import DecisionRecord, EngineStatus
+from ibpilot.engine_watch import EngineWatch, SessionsFor, Watchdogs
 from ibpilot.gate import (
     Decision,
     GateState,
@@ -65,9 +69,8 @@ from ibpilot.gate import (
     next_trading_state,
 )
 from ibpilot.gate import Quote as GateQuote
-from ibpilot.ib_schedule import IbSchedule
 from ibpilot.ledger import EntryKind, Ledger
-from ibpilot.oms import Intent, IntentState, Oms, Reconciliation
+from ibpilot.oms import IntentState, Oms, Reconciliation
 from ibpilot.strategies import (
     Bar,
     BarBuilder,
@@ -80,157 +83,21 @@ from ibpilot.strategies import (
     load_strategy_class,
 )
 from ibpilot.strategies.base import freeze
-from ibpilot.watch import DataAction, DataWatch, OutageAction, OutageWatch
+
+__all__ = ["Clock", "DecisionRecord", "Engine", "EngineStatus", "SessionsFor", "Watchdogs"]
 
 log = logging.getLogger("ibpilot.engine")
 
 Clock = Callable[[], datetime]
-SessionsFor = Callable[[str, datetime], Sessions | None]
 ZERO = Decimal(0)
 _K = EntryKind
 _DEFAULT_INSTRUMENT = (SecType.STK, Decimal(1))
-_MARKET_FARM_CODES = {2103: False, 2104: True}  # market-data farm broken / OK
-_FARM_CODES = {**_MARKET_FARM_CODES, 2105: False, 2106: True, 2157: False, 2158: True}
-
-
-@dataclass(frozen=True, slots=True)
-class Watchdogs:
-    """How the engine watches its feeds and its link (see :mod:`ibpilot.watch`)."""
-
-    notifier: Notifier | None = None  # None: alerts go to the log and the ledger only
-    schedule: IbSchedule | None = None  # IB's windows; None: the North American defaults
-    stale_data_after: timedelta = timedelta(seconds=120)
-    resubscribe_attempts: int = 2
-    connection_alert_after: timedelta = timedelta(minutes=5)
-    every: float = 1.0  # wall seconds between maintenance ticks
-    reconcile_retry: float = 5.0  # wall seconds between reconciliation attempts that failed
-
-
-@dataclass(frozen=True, slots=True)
-class DecisionRecord:
-    """One gate decision, for the status view."""
-
-    time: datetime
-    source: str
-    symbol: str
-    side: str
-    quantity: Decimal
-    allowed: bool
-    codes: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class EngineStatus:
-    """A snapshot for the CLI and the dashboard."""
-
-    running: bool
-    environment: Environment
-    strategy: str
-    spec_hash: str
-    connection: ConnectionState
-    trading_state: TradingState
-    halt_reason: str | None
-    positions: Mapping[str, Decimal]
-    marks: Mapping[str, Decimal]
-    realized_pnl: Decimal
-    unrealized_pnl: Decimal
-    open_orders: tuple[Intent, ...]
-    last_decisions: tuple[DecisionRecord, ...]
-    strategy_errors: int
-    last_reconciliation: Reconciliation | None
-    link: LinkState = LinkState.UP  # as the gate sees it: up, ib_lost, disconnected, reconciling
-    down_since: datetime | None = None  # the current outage's start
-    stale_symbols: tuple[str, ...] = ()  # reported silent while their market is open
-    farms_down: tuple[int, ...] = ()  # IB's broken-farm codes in force (2103, 2105, 2157)
-    alerts: Mapping[str, int] | None = None  # the notifier's counters
-
-
-class _Book:
-    """Positions by symbol and today's P&L (see the module docstring)."""
-
-    def __init__(self) -> None:
-        self.quantity: dict[str, Decimal] = {}
-        self.basis: dict[str, Decimal] = {}  # today's cost per unit of the open position
-        self.marks: dict[str, Decimal] = {}
-        self.multipliers: dict[str, Decimal] = {}
-        self.realized = ZERO
-
-    def mark(self, symbol: str, price: Decimal | None) -> None:
-        if price is not None:
-            self.marks[symbol] = price
-            if self.quantity.get(symbol) and symbol not in self.basis:
-                self.basis[symbol] = price
-
-    def fill(self, symbol: str, signed: Decimal, price: Decimal, commission: Decimal) -> None:
-        self.realized -= commission
-        held, basis = self.quantity.get(symbol, ZERO), self.basis.get(symbol, price)
-        after = held + signed
-        if held and (held > 0) != (signed > 0):  # reducing, maybe crossing zero
-            closed = min(abs(signed), abs(held))
-            sign = 1 if held > 0 else -1
-            self.realized += (price - basis) * closed * sign * self.multipliers.get(symbol, 1)
-            basis = price if after and (after > 0) != (held > 0) else basis
-        elif after:
-            basis = (basis * held + price * signed) / after
-        self.quantity[symbol] = after
-        self.basis.pop(symbol, None)
-        if after:
-            self.basis[symbol] = basis
-
-    @property
-    def unrealized(self) -> Decimal:
-        total = ZERO
-        for symbol, held in self.quantity.items():
-            if held and symbol in self.marks and symbol in self.basis:
-                mult = self.multipliers.get(symbol, Decimal(1))
-                total += held * (self.marks[symbol] - self.basis[symbol]) * mult
-        return total
-
-    def set_positions(self, positions: Mapping[str, Decimal]) -> dict[str, Decimal]:
-        """Adopt the broker's positions; returns the differences (broker minus ours)."""
-        changed = {}
-        for symbol in set(self.quantity) | set(positions):
-            ours, theirs = self.quantity.get(symbol, ZERO), positions.get(symbol, ZERO)
-            if ours != theirs:
-                changed[symbol] = theirs - ours
-                self.quantity[symbol] = theirs
-                self.basis.pop(symbol, None)
-                self.mark(symbol, self.marks.get(symbol))
-        return changed
-
-    def new_day(self) -> None:
-        self.realized = ZERO
-        self.basis = {s: self.marks[s] for s, q in self.quantity.items() if q and s in self.marks}
-
-
-@dataclass(frozen=True, slots=True)
-class _DaySpan:
-    """A day in a time zone and the instants it spans, ``[start, end)`` in UTC."""
-
-    day: date
-    zone: ZoneInfo
-    start: datetime
-    end: datetime
-
-    @staticmethod
-    def of(day: date, zone: ZoneInfo | None) -> _DaySpan | None:
-        """None when there is no zone, or when local midnight does not bound the day (a zone
-        whose clocks go back across midnight): the day is then converted every time."""
-        if zone is None:
-            return None
-        midnight = datetime.min.time()
-        start = datetime.combine(day, midnight, tzinfo=zone).astimezone(UTC)
-        end = datetime.combine(day + timedelta(days=1), midnight, tzinfo=zone).astimezone(UTC)
-        last = end - timedelta(microseconds=1)
-        if start.astimezone(zone).date() != day or last.astimezone(zone).date() != day:
-            return None
-        return _DaySpan(day, zone, start, end)
 
 
 class Engine:
     """One strategy on one broker, with one ledger. See the module docstring."""
 
-    _day_span: _DaySpan | None = None  # today's bounds, for _check_loss
+    _day_span: DaySpan | None = None  # today's bounds, for _check_loss
 
     def __init__(
         self, strategy_config: LoadedStrategy, broker: Broker, ledger: Ledger, clock: Clock, *,
@@ -249,7 +116,7 @@ class Engine:
         self._strategy = strategy or load_strategy_class(self.config.strategy)()
         self._oms = Oms(ledger, broker, spec_hash=self.spec_hash, clock=clock, rng=rng)
         self._max_errors, self._sessions = max_strategy_errors, sessions
-        self._bars, self._book = BarBuilder(self.config.bar_size, feed_bar_seconds), _Book()
+        self._bars, self._book = BarBuilder(self.config.bar_size, feed_bar_seconds), Book()
         kinds = {
             i.symbol: (i.sec_type, i.multiplier or Decimal(1)) for i in self.config.instruments
         }
@@ -269,14 +136,11 @@ class Engine:
         self._lock = asyncio.Lock()
         self._last_reconciliation: Reconciliation | None = None
         self._reconciled = False  # since the last (re)connect; no orders before it
-        self._reconcile_failed_at: float | None = None
-        watch = self._watch = watchdogs or Watchdogs()
-        self._notifier = watch.notifier
-        self._data_watch = DataWatch(watch.stale_data_after, watch.resubscribe_attempts)
-        schedule = watch.schedule or IbSchedule.for_region()
-        self._outage = OutageWatch(schedule, watch.connection_alert_after)
-        self._farms: dict[int, bool] = {}  # farm notice code family -> ok
-        self._market_farm_down = False
+        self._watch = EngineWatch(
+            watchdogs or Watchdogs(), broker=broker, clock=clock, append=self._append,
+            contracts=self._contracts, sessions=sessions, link=self._link,
+            reconcile=self._try_reconcile,
+        )  # fmt: skip
         self._maintenance: asyncio.Task[None] | None = None
         self._events: AsyncIterator[BrokerEvent] | None = None
 
@@ -298,11 +162,11 @@ class Engine:
             events = aiter(self._broker.events())  # from now on: nothing during start-up is lost
             self._events = events
             self._connection = ConnectionState.CONNECTED
-            self._outage.connected(self._clock())
+            self._watch.outage.connected(self._clock())
             self._log_start(info)
             try:
                 await self._start()
-                self._maintenance = asyncio.ensure_future(self._maintain())
+                self._maintenance = asyncio.ensure_future(self._watch.run())
                 reason = await self._loop(events)
             except Exception as exc:
                 await self._shutdown(f"error: {type(exc).__name__}: {exc}")
@@ -353,7 +217,7 @@ class Engine:
         await self._warm_up()
         for symbol, contract in self._contracts.items():
             await self._broker.subscribe(contract)
-            self._data_watch.subscribed(symbol, self._clock())
+            self._watch.feeds.subscribed(symbol, self._clock())
 
     def _register(self, symbol: str, contract: Contract) -> None:
         self._contracts[symbol], self._symbols[contract.con_id] = contract, symbol
@@ -482,7 +346,7 @@ class Engine:
             return
         quote = GateQuote(bid=q.bid, ask=q.ask, last=q.last, time=q.time)
         self._quotes[symbol] = quote
-        self._data_seen(symbol)
+        self._watch.data_seen(symbol)
         self._data.quotes[symbol] = Quote(symbol, q.time, q.bid, q.ask, q.last)
         self._book.mark(symbol, quote.mid if quote.mid is not None else q.last)
         await self._check_loss()
@@ -492,7 +356,7 @@ class Engine:
         symbol = self._symbols.get(b.con_id)
         if symbol is None:
             return
-        self._data_seen(symbol)
+        self._watch.data_seen(symbol)
         self._book.mark(symbol, b.close)
         bar = Bar(symbol, b.time, b.open, b.high, b.low, b.close, b.volume)
         for done in self._bars.add(bar, self._zones[b.con_id]):
@@ -528,13 +392,13 @@ class Engine:
         before, self._connection = self._connection, e.state
         now = self._clock()
         if e.state is ConnectionState.CONNECTED:
-            ended = self._outage.connected(now)
+            ended = self._watch.outage.connected(now)
             if ended is not None:
                 payload["outage_s"] = (ended.until - ended.since).total_seconds()
                 payload["unexplained_s"] = ended.unexplained.total_seconds()
                 payload["expected_window"] = ended.expected_window
         elif e.state in (ConnectionState.DISCONNECTED, ConnectionState.IB_LOST):
-            window = self._outage.disconnected(now)
+            window = self._watch.outage.disconnected(now)
             payload["expected_window"] = window.name if window is not None else None
             level = logging.INFO if window is not None else logging.WARNING
             log.log(level, "link %s (%s) %s", e.state, e.name or e.code, window or "unexpected")
@@ -542,103 +406,19 @@ class Engine:
         if e.state is not ConnectionState.CONNECTED:
             self._reconciled = False
         elif before is not ConnectionState.CONNECTED:
-            self._data_watch.restart_all(now)  # the broker renewed the subscriptions
+            self._watch.feeds.restart_all(now)  # the broker renewed the subscriptions
             await self._try_reconcile("reconnect")
 
     def _on_broker_error(self, error: BrokerError) -> None:
         intent = self._oms.on_broker_error(error)
-        ok = _FARM_CODES.get(error.code)
-        if ok is not None:
-            family = error.code - (0 if ok is False else 1)
-            if self._farms.get(family, True) is not ok:
-                self._farms[family] = ok
-                payload = {"farm": error.name, "code": error.code, "ok": ok,
-                           "message": error.message}  # fmt: skip
-                self._append(_K.MARKET_DATA, payload)
-            self._market_farm_down = self._farms.get(2103, True) is False
+        if self._watch.farm_notice(error):
             return
         if intent is not None and error.terminal:
             message = (
                 f"order {intent.intent_id} ({intent.symbol}) ended: IB {error.code} {error.message}"
             )
-            self._alert(AlertKind.ORDER_REJECTED, message, Severity.WARNING, intent.intent_id,
-                        code=error.code, name=error.name)  # fmt: skip
-
-    def _data_seen(self, symbol: str) -> None:
-        if self._data_watch.seen(symbol, self._clock()):
-            self._append(_K.MARKET_DATA, {"symbol": symbol, "state": "flowing"})
-
-    # -- watchdogs ----------------------------------------------------------------------------
-
-    async def _maintain(self) -> None:
-        """Every ``watchdogs.every`` s: retry a failed reconciliation, watch feeds and outages."""
-        while True:
-            await asyncio.sleep(self._watch.every)
-            try:
-                await self._maintain_once()
-            except Exception:  # a watchdog must never stop the bot
-                log.exception("maintenance tick failed")
-
-    async def _maintain_once(self) -> None:
-        now = self._clock()
-        for outage in self._outage.due(now):
-            self._outage_alert(outage)
-        if self._connection is not ConnectionState.CONNECTED:
-            return
-        if not self._reconciled:
-            loop_now = asyncio.get_running_loop().time()
-            failed_at = self._reconcile_failed_at
-            if failed_at is None or loop_now - failed_at >= self._watch.reconcile_retry:
-                await self._try_reconcile("retry")
-            return
-        hours = self._sessions or (lambda symbol, now: None)
-        open_now = {s for s in self._contracts
-                    if (found := hours(s, now)) is not None
-                    and any(start <= now < end for start, end in found)}  # fmt: skip
-        for symbol, action in self._data_watch.due(now, open_now):
-            silent = self._data_watch.stale_after.total_seconds()
-            if action is DataAction.RESUBSCRIBE:
-                payload = {"symbol": symbol, "state": "silent", "silent_s": silent}
-                self._append(_K.MARKET_DATA, payload | {"action": "resubscribe"})
-                await self._resubscribe(symbol)
-            else:
-                message = f"{symbol}: no market data while its market is open, after resubscribing"
-                self._append(_K.MARKET_DATA, {"symbol": symbol, "state": "stale"})
-                self._alert(AlertKind.DATA_STALE, message, Severity.WARNING, symbol)
-
-    async def _resubscribe(self, symbol: str) -> None:
-        contract = self._contracts[symbol]
-        try:
-            with contextlib.suppress(Exception):
-                await self._broker.unsubscribe(contract)
-            await self._broker.subscribe(contract)
-        except Exception as exc:
-            self._append(_K.MARKET_DATA, {"symbol": symbol, "resubscribe_failed": f"{exc}"[:500]})
-
-    def _outage_alert(self, action: OutageAction) -> None:
-        since = self._outage.down_since
-        if action is OutageAction.NOT_RESTORED:
-            minutes = self._watch.connection_alert_after.total_seconds() / 60
-            message = (
-                f"the connection to IB is not restored after {minutes:g} min outside IB's "
-                f"expected windows (down since {since:%Y-%m-%d %H:%M} UTC)"
-            )
-            self._alert(AlertKind.CONNECTION_NOT_RESTORED, message, Severity.CRITICAL, "link")
-        else:
-            message = ("IB's weekly token invalidation has passed: the gateway needs a manual "
-                       "login (2FA) before the bot can reconnect")  # fmt: skip
-            self._alert(AlertKind.RELOGIN_NEEDED, message, Severity.CRITICAL, "relogin")
-
-    def _alert(
-        self, kind: AlertKind, message: str, severity: Severity, key: str = "", **details: object
-    ) -> None:
-        """Ledger the alert and hand it to the notifier (log + webhook, never blocking)."""
-        self._append(_K.ALERT, {"kind": kind, "severity": severity, "key": key,
-                                "message": message, **details})  # fmt: skip
-        if self._notifier is not None:
-            self._notifier.alert(kind, message, severity, key, **details)
-        else:
-            log.warning("ALERT %s: %s", kind, message)
+            self._watch.alert(AlertKind.ORDER_REJECTED, message, Severity.WARNING,
+                              intent.intent_id, code=error.code, name=error.name)  # fmt: skip
 
     # -- strategy hooks -----------------------------------------------------------------------
 
@@ -712,10 +492,10 @@ class Engine:
                 side = buys if order.side.value == "BUY" else sells
                 side[symbol] = side.get(symbol, ZERO) + order.remaining
         quotes = self._quotes
-        if self._connection is not ConnectionState.CONNECTED or self._market_farm_down:
+        if self._connection is not ConnectionState.CONNECTED or self._watch.market_farm_down:
             quotes = {s: replace(q, stale=True) for s, q in quotes.items()}
-        elif any(self._data_watch.stale(s) for s in quotes):
-            quotes = {s: replace(q, stale=self._data_watch.stale(s)) for s, q in quotes.items()}
+        elif any(self._watch.feeds.stale(s) for s in quotes):
+            quotes = {s: replace(q, stale=self._watch.feeds.stale(s)) for s, q in quotes.items()}
         sessions: dict[str, Sessions] = {}
         if self._sessions is not None:
             hours = self._sessions
@@ -744,7 +524,7 @@ class Engine:
             today = span.day  # runs for every quote: no time-zone conversion within the day
         else:
             today = now.astimezone(zone).date() if zone is not None else now.date()
-            self._day_span = _DaySpan.of(today, zone)
+            self._day_span = DaySpan.of(today, zone)
         if self._day not in (date.min, today):
             self._book.new_day()
             self._loss_halted = False
@@ -781,17 +561,17 @@ class Engine:
             async with self._lock:  # no proposal is decided halfway through
                 await self._reconcile(reason)
         except Exception as exc:  # the maintenance tick tries again (orders wait meanwhile)
-            self._reconcile_failed_at = asyncio.get_running_loop().time()
+            self._watch.reconcile_failed_at = asyncio.get_running_loop().time()
             self._append(_K.NOTE, {"reconcile_failed": reason, "error": f"{exc}"[:500]})
             return
-        self._reconcile_failed_at = None
+        self._watch.reconcile_failed_at = None
         found = self._last_reconciliation
         if found is not None and (found.unknown_orders or found.unknown_executions
                                   or found.missing or found.unconfirmed):  # fmt: skip
             counts = {k: v for k, v in found.summary().items() if k not in ("finding", "reason")}
             message = f"reconciliation ({reason}) found something unexpected: {counts}"
-            self._alert(AlertKind.RECONCILIATION_UNEXPECTED, message, Severity.WARNING,
-                        reason, **counts)  # fmt: skip
+            self._watch.alert(AlertKind.RECONCILIATION_UNEXPECTED, message, Severity.WARNING,
+                              reason, **counts)  # fmt: skip
 
     def _append(self, kind: EntryKind, payload: Mapping[str, object]) -> None:
         self._ledger.append(kind, payload, ts=self._clock(), spec_hash=self.spec_hash)
@@ -804,7 +584,8 @@ class Engine:
             self._trading = next_trading_state(self._trading, TradingTrigger.HALT)
             self._halt_reason = reason
             self._append(_K.HALT, {"reason": reason, "source": source})
-            self._alert(AlertKind.HALT, f"trading halted: {reason}", Severity.CRITICAL, source)
+            message = f"trading halted: {reason}"
+            self._watch.alert(AlertKind.HALT, message, Severity.CRITICAL, source)
 
     async def resume(self, reason: str = "operator") -> None:
         """Back to ACTIVE (RESUME). Does nothing when active."""
@@ -868,8 +649,8 @@ class Engine:
             {s: q for s, q in self._book.quantity.items() if q}, dict(self._book.marks),
             self._book.realized, self._book.unrealized,
             tuple(self._oms.intents(open_only=True)), tuple(self._decisions), self._errors,
-            self._last_reconciliation, self._link(), self._outage.down_since,
-            tuple(s for s in self._contracts if self._data_watch.stale(s)),
-            tuple(sorted(code for code, ok in self._farms.items() if not ok)),
-            self._notifier.status() if self._notifier is not None else None,
+            self._last_reconciliation, self._link(), self._watch.outage.down_since,
+            tuple(s for s in self._contracts if self._watch.feeds.stale(s)),
+            tuple(sorted(code for code, ok in self._watch.farms.items() if not ok)),
+            self._watch.notifier.status() if self._watch.notifier is not None else None,
         )  # fmt: skip

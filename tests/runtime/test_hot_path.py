@@ -22,12 +22,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ibpilot.book import DaySpan
 from ibpilot.broker import _ibkr_convert as cv
 from ibpilot.broker.base import Contract
 from ibpilot.broker.base import Quote as BrokerQuote
 from ibpilot.broker.paper import PaperBroker
 from ibpilot.config import Environment, LoadedStrategy, StrategyConfig, spec_hash
-from ibpilot.engine import Engine, _DaySpan
+from ibpilot.engine import Engine
 from ibpilot.ledger import EntryKind, MemoryLedger
 from ibpilot.strategies import Strategy
 
@@ -77,7 +78,7 @@ instants = st.datetimes(
 def test_the_cached_trading_day_is_the_converted_one(now: datetime, zone: str) -> None:
     tz = ZoneInfo(zone)
     day = now.astimezone(tz).date()
-    span = _DaySpan.of(day, tz)
+    span = DaySpan.of(day, tz)
     if span is None:  # the engine converts every time on such a day
         return
     assert span.start <= now < span.end
@@ -88,7 +89,7 @@ def test_the_cached_trading_day_is_the_converted_one(now: datetime, zone: str) -
 
 def test_a_midnight_that_does_not_exist_still_bounds_the_day() -> None:
     havana = ZoneInfo("America/Havana")  # clocks go from 00:00 to 01:00 on 2026-03-08
-    span = _DaySpan.of(date(2026, 3, 8), havana)
+    span = DaySpan.of(date(2026, 3, 8), havana)
     assert span is not None
     assert span.end - span.start == timedelta(hours=23)
 

@@ -565,6 +565,7 @@ class Engine:
             self._append(_K.NOTE, {"reconcile_failed": reason, "error": f"{exc}"[:500]})
             return
         self._watch.reconcile_failed_at = None
+        await self._oms.retry_cancels()  # cancels the link (or a send in progress) held back
         found = self._last_reconciliation
         if found is not None and (found.unknown_orders or found.unknown_executions
                                   or found.missing or found.unconfirmed):  # fmt: skip

@@ -3,7 +3,9 @@
 :meth:`Oms.submit` makes PROPOSAL, DECISION and INTENT durable together *before* the order is
 handed to the broker (:meth:`~ibpilot.ledger.Ledger.stage`; they join the chain as soon as it
 has left), then ORDER_SENT; status changes (ORDER_STATUS), fills (FILL) and commissions
-(COMMISSION) follow.  The intent model (:class:`~ibpilot.intents.Intent`, its ids
+(COMMISSION) follow.  A cancel that cannot be asked (the order still being sent, the link down)
+is asked again once the order is sent and after each reconciliation (:meth:`Oms.retry_cancels`),
+also after a restart.  The intent model (:class:`~ibpilot.intents.Intent`, its ids
 and the lifecycle table :data:`~ibpilot.intents.INTENT_TRANSITIONS`) lives in
 :mod:`ibpilot.intents` and is re-exported here; an edge missing from the table raises
 :class:`IllegalIntentTransition` (from broker data it is recorded, not raised).
@@ -130,6 +132,7 @@ class Oms:
         self._foreign: dict[tuple[int, int], OrderReport] = {}  # open orders that are not ours
         self._sent: list[datetime] = []  # when intents were sent, sorted (see recent_sends)
         self._in_flight: set[str] = set()
+        self._cancel_wanted: dict[str, str] = {}  # intent id -> reason: asked, not reached
         self._open_ids: dict[str, None] = {}  # see _open
         self._indexed = 0  # len(_intents) when _open_ids was last brought up to date
         self._recover()
@@ -220,6 +223,9 @@ class Oms:
             self._ledger.flush()  # chain what was staged (an append flushes it first anyway)
         intent.order_id = order_id
         self._append(_K.ORDER_SENT, {"intent_id": intent_id, "order_id": order_id})
+        reason = self._cancel_wanted.get(intent_id)
+        if reason is not None:  # a cancel was asked for while it was being sent
+            await self.cancel(intent_id, reason)
         return intent.snapshot()
 
     async def cancel(self, intent_id: str, reason: str = "") -> bool:
@@ -231,11 +237,32 @@ class Oms:
         self._append(_K.CANCEL_SENT, {"intent_id": intent_id, "reason": reason})
         try:
             await self._broker.cancel(intent_id)
-        except Exception as exc:  # not asked after all (not sent yet, link down): a later
-            # cancel (cancel-all, the on_stop policy) asks again
+        except Exception as exc:  # not asked after all (still being sent, link down): asked
+            # again once it is sent, after the next reconciliation, or by a later cancel
             intent.cancel_requested = False
-            self._append(_K.NOTE, {"intent_id": intent_id, "cancel_failed": _describe(exc)})
+            self._cancel_wanted[intent_id] = reason
+            payload = {"intent_id": intent_id, "cancel_failed": _describe(exc), "reason": reason}
+            self._append(_K.NOTE, payload)
+        else:
+            self._cancel_wanted.pop(intent_id, None)
         return True
+
+    async def retry_cancels(self) -> list[str]:
+        """Ask again for the cancels that could not be asked (the order was still being sent,
+        the link was down) of intents still open; the ids asked for.  The engine calls it
+        after each reconciliation; :meth:`submit` for its own intent once it is sent."""
+        asked = []
+        for intent_id, reason in list(self._cancel_wanted.items()):
+            intent = self._intents.get(intent_id)
+            if intent is None or not intent.open:
+                del self._cancel_wanted[intent_id]
+            elif intent_id not in self._in_flight and await self.cancel(intent_id, reason):
+                asked.append(intent_id)
+        return asked
+
+    def cancels_wanted(self) -> list[str]:
+        """Intents whose cancel could not be asked yet (see :meth:`retry_cancels`)."""
+        return list(self._cancel_wanted)
 
     async def cancel_all(self, reason: str = "") -> list[str]:
         """Cancel every open intent; the ids asked for."""
@@ -447,7 +474,13 @@ class Oms:
             if found is not None and entry.kind is not _K.INTENT:
                 _replay(found, entry)
                 self._by_perm.setdefault(found.perm_id, found.intent_id)
+                if entry.kind is _K.CANCEL_SENT:
+                    self._cancel_wanted.pop(found.intent_id, None)
+                elif entry.kind is _K.NOTE and "cancel_failed" in p:
+                    self._cancel_wanted[found.intent_id] = str(p.get("reason", ""))
         self._by_perm.pop(0, None)
+        for intent_id in [i for i in self._cancel_wanted if not self._intents[i].open]:
+            del self._cancel_wanted[intent_id]
 
 
 _OPEN_BROKER = frozenset({

@@ -347,8 +347,8 @@ class Campaign:
         self.files.quiet.touch()
         self._undo_faults()  # none should be left; a fault left on would spoil the next day
         await self._check_bot_alive()
-        # let orders being sent reach the gateway first: a cancel-all racing a send is lost
-        # (see check_cancels' TODO), which would leave an order working past the clean stop
+        # let orders being sent reach the gateway first (a cancel-all racing a send is asked
+        # again once the send is done; see check_cancels)
         await asyncio.sleep(SETTLE_S)
         await self.control("cancel-all")
         session = self._session(day)

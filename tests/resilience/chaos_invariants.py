@@ -339,14 +339,10 @@ CANCEL_SLACK_S = 2  # simulated seconds: an order that ended this soon after a c
 def check_cancels(ix: Index, tap: SimTap) -> Check:
     """Every cancel the bot asked for (CANCEL_SENT) reached the gateway, unless the order had
     already ended by then: an order that works on after a cancel request the gateway never
-    got (and then fills, or expires at the close) is a cancel lost."""
-    c = Check(
-        "every cancel the bot asked for reached the gateway",
-        todo="TODO(runtime): a cancel asked while the order is still being sent (INTENT "
-        "without ORDER_SENT yet) or while the link is down fails (ORDER_NOT_FOUND / "
-        "NOT_CONNECTED), is noted, and is never retried: cancel_requested stays set, so "
-        "cancel-all and the on_stop cancel skip the order, which keeps working",
-    )
+    got (and then fills, or expires at the close) is a cancel lost.  A cancel that could not
+    be asked (the order still being sent, the link down) is asked again once the order is sent
+    and after the reconnect's reconciliation."""
+    c = Check("every cancel the bot asked for reached the gateway")
     orders = {o.order_ref: o for o in tap.orders.values()}
     cancels = {a.order_id for a in tap.arrivals if a.what == "cancel" and not a.dropped}
     lost = 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -71,6 +72,7 @@ class RecordingBroker:
         self.execs: list[ExecutionReport] = []
         self.fail_place: Exception | None = None
         self.fail_cancel: Exception | None = None
+        self.hold_place: asyncio.Event | None = None  # place() waits for it (a paced send)
 
     def _ledgered(self, intent_id: str) -> set[EntryKind]:
         return {e.kind for e in self.ledger.entries() if e.payload.get("intent_id") == intent_id}
@@ -78,6 +80,8 @@ class RecordingBroker:
     async def place(self, order: OrderRequest) -> int:
         assert K.INTENT in self._ledgered(order.intent_id), "sent before the intent was ledgered"
         self.placed.append(order)
+        if self.hold_place is not None:
+            await self.hold_place.wait()
         if self.fail_place is not None:
             raise self.fail_place
         return len(self.placed)
@@ -302,6 +306,54 @@ async def test_a_cancel_that_could_not_be_asked_is_asked_again_later_even_after_
     assert await oms.cancel(second.intent_id)
     rebuilt, *_ = make(ledger)
     assert rebuilt.intent(second.intent_id).cancel_requested is False  # type: ignore[union-attr]
+
+
+async def test_a_cancel_asked_while_the_order_is_being_sent_is_asked_once_it_is_sent() -> None:
+    oms, broker, ledger, _ = make()
+    broker.hold_place = asyncio.Event()
+    sending = asyncio.create_task(oms.submit(proposal(), ALLOW, AAPL))
+    await until(lambda: bool(broker.placed))  # place() waits: the token bucket, the spacing
+    (intent,) = oms.intents(open_only=True)
+    broker.fail_cancel = ValueError("not placed yet")  # IbkrBroker: ORDER_NOT_FOUND
+    assert await oms.cancel_all("operator") == [intent.intent_id]
+    assert oms.cancels_wanted() == [intent.intent_id]
+    assert await oms.retry_cancels() == []  # not while it is being sent
+    broker.fail_cancel = None
+    broker.hold_place.set()
+    await asyncio.wait_for(sending, 5)
+    assert broker.cancelled == [intent.intent_id]
+    assert oms.cancels_wanted() == []
+    assert kinds(ledger, intent.intent_id) == [
+        K.PROPOSAL, K.DECISION, K.INTENT, K.CANCEL_SENT, K.NOTE, K.ORDER_SENT, K.CANCEL_SENT,
+    ]  # fmt: skip
+
+
+async def test_a_cancel_the_link_lost_is_asked_again_by_retry_cancels_even_after_restart() -> None:
+    oms, broker, ledger, _ = make()
+    first, second, filled = await sent(oms), await sent(oms), await sent(oms)
+    broker.fail_cancel = ConnectionError("not connected")
+    assert await oms.cancel_all("operator") == [first.intent_id, second.intent_id, filled.intent_id]
+    assert broker.cancelled == []
+    assert await oms.retry_cancels() == [first.intent_id, second.intent_id, filled.intent_id]
+    assert broker.cancelled == []  # still down: still wanted, nothing lost
+    assert oms.cancels_wanted() == [first.intent_id, second.intent_id, filled.intent_id]
+    oms.on_order_report(report(filled.intent_id, BrokerOrderStatus.FILLED, "100", perm_id=9))
+    rebuilt, broker2, *_ = make(ledger)  # a restart: the wish survives in the ledger
+    assert rebuilt.cancels_wanted() == [first.intent_id, second.intent_id]  # not the filled one
+    assert await rebuilt.retry_cancels() == [first.intent_id, second.intent_id]
+    assert broker2.cancelled == [first.intent_id, second.intent_id]
+    assert rebuilt.cancels_wanted() == []
+    assert await rebuilt.retry_cancels() == []  # asked once
+    again, *_ = make(ledger)
+    assert again.cancels_wanted() == []
+
+
+async def until(check: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if check():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("timed out")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,9 @@ P&L is the engine's own: realised from fills (less commissions) plus unrealised 
 day's basis (positions held at the start are valued from the last price seen); it restarts at
 midnight in the first instrument's time zone and, for now, at each start of the engine: a
 restarted bot does not remember the loss already taken today.  A daily loss above the
-mandate's halts the bot (and flattens it through the gate if the mandate says so).  Cancelling
+mandate's halts the bot (and flattens it through the gate if the mandate says so).  A halt,
+whoever made it, outlives the process: a bot whose ledger's last HALT has no RESUME after it
+starts halted (a NOTE says since when) until it is resumed.  Cancelling
 the ``run()`` task is a crash: nothing is cancelled and no STOP is written; use
 :meth:`Engine.stop`.  Fills found by a reconciliation move positions but are not replayed to
 ``on_fill``.  Subscriptions are the broker's to renew after a reconnect.  The P&L book is
@@ -164,6 +166,7 @@ class Engine:
             self._connection = ConnectionState.CONNECTED
             self._watch.outage.connected(self._clock())
             self._log_start(info)
+            self._restore_halt()
             try:
                 await self._start()
                 self._maintenance = asyncio.ensure_future(self._watch.run())
@@ -578,6 +581,20 @@ class Engine:
         self._ledger.append(kind, payload, ts=self._clock(), spec_hash=self.spec_hash)
 
     # -- the kill switch and the ticket -------------------------------------------------------
+
+    def _restore_halt(self) -> None:
+        """A halt outlives the process: the last HALT with no RESUME after it holds until
+        ``ibpilot resume`` (a crash or a restart must not put a halted bot back to work)."""
+        last = None
+        for entry in self._ledger.entries(kind=(_K.HALT, _K.RESUME)):
+            last = entry
+        if last is None or last.kind is not _K.HALT or self._trading is TradingState.HALTED:
+            return
+        reason, source = str(last.payload.get("reason", "")), last.payload.get("source")
+        self._trading = next_trading_state(self._trading, TradingTrigger.HALT)
+        self._halt_reason = f"{reason} (halted since {last.ts:%Y-%m-%d %H:%M:%S} UTC)"
+        self._append(_K.NOTE, {"halted_at_start": reason, "source": source, "since": last.ts})
+        log.warning("starting halted: %s; 'ibpilot resume' lets it trade", self._halt_reason)
 
     async def halt(self, reason: str = "operator", *, source: str = "operator") -> None:
         """No new orders except those that reduce a position (HALT). Idempotent."""

@@ -15,7 +15,6 @@ in wall time.  The faults and how they are applied are in :mod:`chaos_faults`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import sys
 import time
@@ -107,6 +106,7 @@ class Campaign:
         self.stop_mismatches: list[str] = []
         self.cancel_alls = 0
         self.halts = 0
+        self._resume_owed = False  # a resume the bot has not acknowledged yet
         self.restart_checks = 0  # short checks after each kill -9 and restart
         self.restart_findings: list[str] = []
         self.deck = self.rng.sample(list(INJECTORS), len(INJECTORS))  # every kind once, first
@@ -232,10 +232,13 @@ class Campaign:
             )
             await self._start_bot()
 
-    async def control(self, cmd: str, **args: str) -> None:
-        """A control command to the running bot (``ibpilot halt`` ...); failures ignored."""
-        with contextlib.suppress(ControlError, OSError, TimeoutError):
+    async def control(self, cmd: str, **args: str) -> bool:
+        """A control command to the running bot (``ibpilot halt`` ...); False if it failed."""
+        try:
             await asyncio.wait_for(send_command(self.files.state, cmd, args), 10)
+        except (ControlError, OSError, TimeoutError):
+            return False
+        return True
 
     # -- a trading day ---------------------------------------------------------------------------
 
@@ -261,7 +264,9 @@ class Campaign:
                 self.halts += 1
                 await self.control("halt", reason="chaos operator")
                 await asyncio.sleep(self.rng.uniform(0.2, 0.8))
-                await self.control("resume")
+                self._resume_owed = True
+            if self._resume_owed:  # a halt outlives a restart: resume until the bot has it
+                self._resume_owed = not await self.control("resume")
             await self._one_fault(day)
 
     async def _one_fault(self, day: date) -> None:

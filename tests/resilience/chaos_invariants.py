@@ -285,8 +285,8 @@ def check_sequencing(ix: Index) -> Check:
     }
     for e in ix.entries:
         p = e.payload
-        if e.kind is _K.START:
-            state, reconciled, halted, last = "starting", False, False, e
+        if e.kind is _K.START:  # a halt outlives a restart
+            state, reconciled, last = "starting", False, e
         elif e.kind is _K.CONNECTION:
             new = str(p.get("state"))
             if new != "connected" or state != "connected":

@@ -391,6 +391,50 @@ async def test_the_kill_switch_ticket_and_stop_while_running() -> None:
     assert broker.cancel_requests == [resting.intent_id, status.open_orders[0].intent_id]
 
 
+async def test_a_halt_outlives_a_restart_until_an_operator_resumes() -> None:
+    ledger = MemoryLedger()
+    broker = paper()
+    broker.push(bar(0, 100))
+    first = engine(ledger, broker)
+    task = asyncio.create_task(first.run())
+    await until(lambda: first.status().connection is ConnectionState.CONNECTED)
+    await first.halt("operator says so")
+    await first.stop("restart")
+    await task
+
+    broker = paper()  # the bot starts again on the same ledger: still halted
+    broker.push(bar(0, 100), bar(1, 100))
+    strategy = Scripted({0: buy(10)})
+    second = engine(ledger, broker, strategy)
+    task = asyncio.create_task(second.run())
+    await until(lambda: len(of(ledger, K.DECISION)) == 1)
+    status = second.status()
+    assert status.trading_state is TradingState.HALTED
+    assert status.halt_reason is not None
+    assert status.halt_reason.startswith("operator says so (halted since ")
+    [note] = [e for e in of(ledger, K.NOTE) if "halted_at_start" in e.payload]
+    assert note.payload["source"] == "operator"
+    [refused] = of(ledger, K.DECISION)
+    assert [r["code"] for r in refused.payload["reasons"]] == ["HALTED"]  # type: ignore[index,union-attr]
+    assert broker.placed == []
+    await second.resume("operator")
+    allowed = await second.submit_order("AAPL", "BUY", D(5))
+    assert allowed is not None
+    assert allowed.allowed
+    await second.stop("test over")
+    await task
+
+    broker = paper()  # resumed: a restart trades
+    broker.push(bar(0, 100))
+    broker.end()
+    third = engine(ledger, broker, Scripted({0: buy(10)}))
+    await third.run()
+    assert third.status().trading_state is TradingState.ACTIVE
+    assert len(broker.placed) == 1
+    assert len([e for e in of(ledger, K.NOTE) if "halted_at_start" in e.payload]) == 1
+    assert ledger.verify().ok
+
+
 async def test_leave_open_orders_on_stop() -> None:
     broker, ledger = paper(), MemoryLedger()
     broker.push(bar(0, 100), bar(1, 100))

@@ -11,8 +11,9 @@ the proposal and decision (refusals too) and, if allowed, the intent before send
 Positions come from the broker at each reconciliation and move with fills in between.  Today's
 P&L is the engine's own: realised from fills (less commissions) plus unrealised against the
 day's basis (positions held at the start are valued from the last price seen); it restarts at
-midnight in the first instrument's time zone and, for now, at each start of the engine: a
-restarted bot does not remember the loss already taken today.  A daily loss above the
+midnight in the first instrument's time zone.  The book is ledgered after every fill (PNL), so a
+bot restarted on the same day resumes from today's realised P&L (and the basis of positions that
+did not move meanwhile): a restart never resets the daily loss limit.  A daily loss above the
 mandate's halts the bot (and flattens it through the gate if the mandate says so).  A halt,
 whoever made it, outlives the process: a bot whose ledger's last HALT has no RESUME after it
 starts halted (a NOTE says since when) until it is resumed.  Cancelling
@@ -31,7 +32,7 @@ import random
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -218,6 +219,7 @@ class Engine:
         if not await self._call("on_start"):
             await self.halt("the strategy failed to start", source="strategy_errors")
         await self._warm_up()
+        self._restore_pnl()
         for symbol, contract in self._contracts.items():
             await self._broker.subscribe(contract)
             self._watch.feeds.subscribed(symbol, self._clock())
@@ -377,10 +379,12 @@ class Engine:
             return
         if outcome.commission_only:  # IB reports the commission after the fill
             self._book.realized -= e.commission or ZERO
+            self._record_pnl()
             return
         quantity = e.quantity - (outcome.replaced.quantity if outcome.replaced else ZERO)
         signed = quantity if e.side.value == "BUY" else -quantity
         self._book.fill(symbol, signed, e.price, e.commission or ZERO)
+        self._record_pnl()
         intent = outcome.intent
         if intent is not None and intent.source == Source.STRATEGY:
             corrects = outcome.replaced.exec_id if outcome.replaced else None
@@ -519,15 +523,18 @@ class Engine:
             return LinkState.DISCONNECTED
         return LinkState.UP if self._reconciled else LinkState.RECONCILING
 
-    async def _check_loss(self) -> None:
-        now = self._clock()
+    def _today(self, now: datetime) -> date:
+        """The trading day at ``now``, in the first instrument's time zone."""
         zone = next(iter(self._zones.values()), None)
         span = self._day_span
         if span is not None and span.zone is zone and span.start <= now < span.end:
-            today = span.day  # runs for every quote: no time-zone conversion within the day
-        else:
-            today = now.astimezone(zone).date() if zone is not None else now.date()
-            self._day_span = DaySpan.of(today, zone)
+            return span.day  # runs for every quote: no time-zone conversion within the day
+        today = now.astimezone(zone).date() if zone is not None else now.date()
+        self._day_span = DaySpan.of(today, zone)
+        return today
+
+    async def _check_loss(self) -> None:
+        today = self._today(self._clock())
         if self._day not in (date.min, today):
             self._book.new_day()
             self._loss_halted = False
@@ -536,6 +543,38 @@ class Engine:
         loss = -(self._book.realized + self._book.unrealized)
         if self._started and loss > self.config.mandate.max_daily_loss:
             await self._daily_loss_breached()
+
+    def _record_pnl(self) -> None:
+        """The day's book after a fill (PNL): what a restart on the same day starts from."""
+        book = self._book
+        held = {s: {"quantity": q, "basis": book.basis.get(s)} for s, q in book.quantity.items()
+                if q}  # fmt: skip
+        payload = {"day": self._today(self._clock()), "realized": book.realized, "positions": held}
+        self._append(_K.PNL, payload)
+
+    def _restore_pnl(self) -> None:
+        """Today's realised P&L, and the basis of positions unchanged since, from the last PNL
+        of today: a restart does not reset the daily loss limit."""
+        now = self._clock()
+        today = self._today(now)
+        span = self._day_span
+        since = span.start if span is not None and span.day == today else now - timedelta(days=2)
+        last = None
+        for entry in self._ledger.entries(since=since, kind=_K.PNL):
+            last = entry
+        if last is None or last.payload.get("day") != today.isoformat():
+            return
+        book, p = self._book, last.payload
+        book.realized = Decimal(str(p["realized"]))
+        positions = p.get("positions")
+        for symbol, held in (positions if isinstance(positions, dict) else {}).items():
+            if not isinstance(held, dict):
+                continue
+            quantity, basis = held.get("quantity"), held.get("basis")
+            if basis is not None and book.quantity.get(symbol) == Decimal(str(quantity)):
+                book.basis[symbol] = Decimal(str(basis))  # else: it moved while the bot was away
+        self._day = today
+        self._append(_K.NOTE, {"pnl_restored": today, "realized": book.realized, "from": last.seq})
 
     async def _daily_loss_breached(self) -> None:
         if self._loss_halted:

@@ -141,6 +141,7 @@ class EntryKind(StrEnum):
     NOTE = "NOTE"
     MARKET_DATA = "MARKET_DATA"  # a feed fell silent, was renewed, recovered; farm notices
     ALERT = "ALERT"  # an alert raised to the operator (log and webhook)
+    PNL = "PNL"  # the day's P&L book after a fill: a restart on the same day resumes from it
 
 
 @dataclass(frozen=True, slots=True)

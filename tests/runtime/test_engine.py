@@ -355,6 +355,39 @@ async def test_a_daily_loss_breach_halts_and_flattens_through_the_gate() -> None
     assert bot.status().trading_state is TradingState.HALTED
 
 
+async def test_a_restart_on_the_same_day_keeps_the_days_loss_for_the_limit() -> None:
+    ledger, config = MemoryLedger(), loaded(max_daily_loss=500)
+    sell = lambda ctx: ctx.propose_order("AAPL", "SELL", 100)  # noqa: E731
+    broker = paper()
+    broker.push(*(bar(i, p) for i, p in enumerate([100, 100, 100, 96, 96, 96])))
+    broker.end()
+    first = engine(ledger, broker, Scripted({0: buy(100), 2: sell}), config=config)
+    await first.run()
+    lost = first.status().realized_pnl
+    assert -500 < lost < -300  # a loss under the limit: no halt
+    assert of(ledger, K.HALT) == []
+    assert of(ledger, K.PNL)[-1].payload["realized"] == str(lost)
+
+    broker = paper()  # a restart later the same day, flat
+    broker.push(*(bar(i, p) for i, p in enumerate([96, 96, 96, 94, 93, 93, 93], start=30)))
+    broker.end()
+    second = engine(ledger, broker, Scripted({0: buy(100)}), config=config)
+    await second.run()
+    [note] = [e for e in of(ledger, K.NOTE) if "pnl_restored" in e.payload]
+    assert note.payload["realized"] == str(lost)
+    [halt] = of(ledger, K.HALT)  # 2-3 a share more on 100: over 500 today, not since the start
+    assert halt.payload["source"] == "daily_loss"
+    assert "MAX_DAILY_LOSS" in str(halt.payload["reason"])
+
+    broker = PaperBroker([AAPL], start=START + timedelta(days=1))  # the next day: from zero
+    broker.push(*(bar(i, 93) for i in range(24 * 60, 24 * 60 + 3)))
+    broker.end()
+    third = engine(ledger, broker, Scripted({}), config=config)
+    await third.run()
+    assert len([e for e in of(ledger, K.NOTE) if "pnl_restored" in e.payload]) == 1
+    assert third.status().realized_pnl == 0
+
+
 async def test_the_kill_switch_ticket_and_stop_while_running() -> None:
     broker, ledger = paper(), MemoryLedger()
     strategy = Scripted({0: buy(10, order_type="LMT", limit_price=50)})  # far below: stays open

@@ -3,16 +3,18 @@
 Run: ``.venv/bin/python bench/tick_to_order.py [--samples 200] [--rounds 2] [--no-pin]``.
 Target: ibpilot's p50 within 1.5x of bare ib_async's.
 
-Four contestants, one after the other, against one SimGateway (127.0.0.1, port 0), in
-``--rounds`` rounds (ABCD, then DCBA, ...) so that a drift in the machine's load falls on all:
+Five contestants, one after the other, against one SimGateway (127.0.0.1, port 0), in
+``--rounds`` rounds (ABCDE, then EDCBA, ...) so that a drift in the machine's load falls on all:
 ``bare ib_async`` (IB(), reqMktData, a pendingTickersEvent handler, placeOrder; no gate, no
 ledger); ``ibpilot sqlite normal``, the runtime's path (Engine + IbkrBroker with
 ``rate_limit_ms`` 0 + the gate, with a permissive mandate and all-day hours: every rule runs,
 none refuses + the OMS + SqlLedger in WAL mode with its default ``?sync=normal``, under
 ``--dir``) with a strategy defined here that proposes in ``on_tick``; ``ibpilot sqlite full``,
-the same with ``?sync=full`` (an fsync per commit: ``--dir`` must be a real disk, on tmpfs fsync
-is free); ``ibpilot memory``, with MemoryLedger.  Each is reported with its p50 and p99 and
-their ratios to bare ib_async's.
+the same with ``?sync=full`` (an fsync before the order leaves: ``--dir`` must be a real disk,
+on tmpfs fsync is free); ``ibpilot memory``, with MemoryLedger; ``bare + one write``, the bare
+script writing the order's record to a file (canonical JSON, one ``os.write``) before
+placeOrder: the least any ledger before the wire costs, for scale.  Each is reported with its
+p50 and p99 and their ratios to bare ib_async's.
 
 The trigger, applied identically by both contestants to the ticker's last price and, after each
 phase, by the benchmark to the LAST tickPrice frames the simulator sent: the last trade price
@@ -30,11 +32,11 @@ A trigger no order answers (two feed steps read in one batch can hide a change) 
 
 The simulator runs in a child process, as IB Gateway does, pinned to the last CPU and the
 contestants to the others.  With ``--no-pin`` the kernel tends to wake the simulator on the
-contestant's CPU, where it waits for what the contestant does after the send (ibpilot's
-ORDER_SENT append: with ``sync=full`` its fsync lands in t1).  Also printed: where the time
-goes, per stage, from timestamps taken in the benchmark's own code: the bare handler;
-ibpilot's strategy, a timing wrapper around the ledger and an IbkrBroker subclass noting when
-quotes are published and when ``place()`` is called.
+contestant's CPU, where it waits for what the contestant does after the send (ibpilot
+chains and commits the staged entries then).  Also printed: where the time goes, per stage,
+from timestamps taken in the benchmark's own code: the bare handler; ibpilot's strategy, a
+timing wrapper around the ledger (``stage``, or ``append_many`` for a ledger without one) and
+an IbkrBroker subclass noting when quotes are published and when ``place()`` is called.
 """
 
 from __future__ import annotations
@@ -82,8 +84,9 @@ TICK_PRICE_V6 = b"1\x006\x00"  # how a tickPrice frame's payload starts
 LAST = b"4"
 SETTLE_S = 0.5  # after the last trigger: let its order reach the simulator
 BARE, MEMORY = "bare ib_async", "ibpilot memory"
+FLOOR = "bare + one write"  # bare ib_async writing the order's record to a file first
 SQLITE = {"ibpilot sqlite normal": "normal", "ibpilot sqlite full": "full"}  # name -> ?sync=
-CONTESTANTS = [BARE, *SQLITE, MEMORY]
+CONTESTANTS = [BARE, *SQLITE, MEMORY, FLOOR]
 Lasts = list[tuple[int, float]]  # (ns when written, price) of each LAST tickPrice frame
 Orders = list[tuple[int, str]]  # (ns when read, orderRef) of each placeOrder
 
@@ -244,8 +247,11 @@ class Run:
 
 
 async def run_bare(
-    port: int, client_id: int, digits: frozenset[int], want: int, limit_s: float
-) -> Run:
+    port: int, client_id: int, digits: frozenset[int], want: int, limit_s: float,
+    record_to: int | None = None,
+) -> Run:  # fmt: skip
+    """``record_to``: a file descriptor the order's record is written to before placeOrder
+    (canonical JSON, one os.write): the least a ledger before the wire can cost."""
     run, trigger, done = Run(), Trigger(digits), asyncio.Event()
     ib = ib_async.IB()
     await ib.connectAsync("127.0.0.1", port, clientId=client_id, timeout=10)
@@ -262,6 +268,11 @@ async def run_bare(
                     continue
                 ref = f"bare-{len(run.marks)}-{cents}"
                 order = ib_async.MarketOrder("BUY", 1, orderRef=ref, tif="DAY", account=account)
+                if record_to is not None:
+                    record = {"ref": ref, "symbol": SYMBOL, "side": "BUY", "quantity": "1",
+                              "order_type": "MKT", "price": cents}  # fmt: skip
+                    line = json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n"
+                    os.write(record_to, line.encode())
                 ib.placeOrder(contract, order)
                 run.marks[ref] = Marks(cents, {"handler": now})
                 if len(run.marks) >= want:
@@ -319,7 +330,8 @@ class TimedBroker(IbkrBroker):
 
 
 class TimedLedger:
-    """A Ledger noting, for each PROPOSAL, when its append_many began and returned."""
+    """A Ledger noting, for each PROPOSAL, when the call that made it durable (``stage``, the
+    OMS's path before the wire, or ``append_many``) began and returned."""
 
     def __init__(self, inner: Ledger) -> None:
         self.inner = inner
@@ -328,6 +340,26 @@ class TimedLedger:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
+    def _note(
+        self, items: list[tuple[EntryKind, Mapping[str, object]]], start: int, end: int
+    ) -> None:
+        allowed = any(kind is EntryKind.INTENT for kind, _ in items)
+        for kind, payload in items:
+            if kind is EntryKind.PROPOSAL:
+                self.proposals.append((str(payload["intent_id"]), start, end, allowed))
+
+    def stage(
+        self,
+        items: Iterable[tuple[EntryKind, Mapping[str, object]]],
+        *,
+        ts: datetime,
+        spec_hash: str = "",
+    ) -> None:
+        listed = list(items)
+        start = time.perf_counter_ns()
+        self.inner.stage(listed, ts=ts, spec_hash=spec_hash)
+        self._note(listed, start, time.perf_counter_ns())
+
     def append_many(
         self,
         items: Iterable[tuple[EntryKind, Mapping[str, object]]],
@@ -335,13 +367,10 @@ class TimedLedger:
         ts: datetime,
         spec_hash: str = "",
     ) -> list[Entry]:
+        listed = list(items)
         start = time.perf_counter_ns()
-        entries = self.inner.append_many(items, ts=ts, spec_hash=spec_hash)
-        end = time.perf_counter_ns()
-        allowed = any(e.kind is EntryKind.INTENT for e in entries)
-        for e in entries:
-            if e.kind is EntryKind.PROPOSAL:
-                self.proposals.append((str(e.payload["intent_id"]), start, end, allowed))
+        entries = self.inner.append_many(listed, ts=ts, spec_hash=spec_hash)
+        self._note(listed, start, time.perf_counter_ns())
         return entries
 
 
@@ -520,11 +549,19 @@ async def phase(
     await sim.start()
     if name == BARE:
         run = await run_bare(sim.port, client_id, args.digits, want, args.limit)
+    elif name == FLOOR:
+        directory = Path(tempfile.mkdtemp(prefix="tick-to-order-", dir=args.dir))
+        fd = os.open(directory / "records", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            run = await run_bare(sim.port, client_id, args.digits, want, args.limit, fd)
+        finally:
+            os.close(fd)
+            shutil.rmtree(directory)
     elif name == MEMORY:
         run = await run_ibpilot(sim.port, client_id, args.digits, want, args.limit, MemoryLedger())
     else:
         directory = Path(tempfile.mkdtemp(prefix="tick-to-order-", dir=args.dir))
-        path = directory.absolute() / "ledger.sqlite"  # noqa: ASYNC240
+        path = directory.absolute() / "ledger.sqlite"
         ledger = SqlLedger(f"sqlite:///{path}?sync={SQLITE[name]}")
         try:
             run = await run_ibpilot(sim.port, client_id, args.digits, want, args.limit, ledger)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import deque
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_engine import until
 
 from ibpilot.broker.base import (
     BrokerError,
@@ -346,14 +346,6 @@ async def test_a_cancel_the_link_lost_is_asked_again_by_retry_cancels_even_after
     assert await rebuilt.retry_cancels() == []  # asked once
     again, *_ = make(ledger)
     assert again.cancels_wanted() == []
-
-
-async def until(check: Callable[[], bool]) -> None:
-    for _ in range(500):
-        if check():
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError("timed out")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ actions. "Ledger before wire": :meth:`Ledger.append` returns only once the entry
 (committed; PostgreSQL with ``synchronous_commit`` on; SQLite in WAL mode, by default with
 ``synchronous=NORMAL``: the commit is in the WAL file, safe from a crash or ``kill -9`` of the
 bot though not from a power loss, and ``sqlite:///path?sync=full`` fsyncs every commit; see
-:mod:`ibpilot._ledger_sql` for why), so the runtime records the intent and the gate's
+:mod:`ibpilot._ledger_schema` for why), so the runtime records the intent and the gate's
 decision first and sends the order after (:meth:`Ledger.stage` makes them durable at once
 and chains them right after the order has left).
 
@@ -34,7 +34,7 @@ What verification detects, and what it cannot
     point onwards (recomputing every hash) and the head record with it; no self-contained
     store can detect that. Copy the head hash that ``ibpilot ledger verify`` prints somewhere
     else (a ticket, an e-mail) to anchor the ledger up to that point. Database triggers refuse
-    UPDATE and DELETE of entries (see ``ibpilot._ledger_sql``), but a table owner or
+    UPDATE and DELETE of entries (see ``ibpilot._ledger_schema``), but a table owner or
     superuser can disable them: :meth:`Ledger.verify` is the guarantee, the triggers only
     stop accidents.
 
@@ -783,7 +783,7 @@ def resolve_ledger_url(url_or_path: str | None, directory: Path) -> str:
     ``None`` or empty: ``ibpilot-ledger.sqlite`` in ``directory``. A path (relative to
     ``directory``; a directory gets the default file name): that SQLite file.
     ``sqlite:///path`` (with ``?sync=full`` or ``?sync=normal``, the default: see
-    :mod:`ibpilot._ledger_sql`); ``postgresql://``, ``postgres://`` and
+    :mod:`ibpilot._ledger_schema`); ``postgresql://``, ``postgres://`` and
     ``postgresql+psycopg://`` URLs (psycopg 3 is the driver). Raises LedgerConfigError for
     anything else.
     """

@@ -407,10 +407,6 @@ class StagedBatch:
     spec_hash: str
     items: tuple[tuple[EntryKind, dict[str, JsonValue]], ...]
 
-    @property
-    def ts_text(self) -> str:
-        return format_ts(self.ts)
-
 
 def stage_batch(
     items: Iterable[tuple[EntryKind, Mapping[str, object]]],
